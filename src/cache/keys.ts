@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto'
+
+/** Chunk keys are lowercase hex SHA-256 digests. */
+export const KEY_HEX_LENGTH = 64
+
+function tokenBytes (tokens: ArrayLike<number>, start: number, end: number): Buffer {
+  const buf = Buffer.allocUnsafe((end - start) * 4)
+  for (let i = start; i < end; i++) buf.writeInt32LE(tokens[i] as number, (i - start) * 4)
+  return buf
+}
+
+/**
+ * Chained block keys: key_0 = H(fingerprint ‖ block_0), key_i = H(key_{i-1} ‖ block_i), H = SHA-256 over
+ * little-endian i32 token ids. A key names a block *and everything before it*, so equal keys mean equal
+ * prefixes on every node; no per-process seed is involved. Only whole blocks get keys.
+ */
+export function blockKeys (modelFingerprint: string, tokens: ArrayLike<number>, blockTokens: number, maxBlocks = Infinity): string[] {
+  if (!Number.isInteger(blockTokens) || blockTokens < 1) throw new RangeError(`block size must be a positive integer, got ${blockTokens}`)
+  const n = Math.min(Math.floor(tokens.length / blockTokens), maxBlocks)
+  const keys: string[] = []
+  let prev = Buffer.from(modelFingerprint, 'hex')
+  for (let i = 0; i < n; i++) {
+    const digest = createHash('sha256').update(prev).update(tokenBytes(tokens, i * blockTokens, (i + 1) * blockTokens)).digest()
+    keys.push(digest.toString('hex'))
+    prev = digest
+  }
+  return keys
+}
+
+/** Blocks that may be reused for a prompt: at least one token must be left to evaluate for the next-token logits. */
+export function reusableBlocks (promptTokens: number, blockTokens: number): number {
+  return promptTokens > 0 ? Math.floor((promptTokens - 1) / blockTokens) : 0
+}
+
+export function isChunkKey (key: string): boolean {
+  return key.length === KEY_HEX_LENGTH && /^[0-9a-f]+$/.test(key)
+}

@@ -1,0 +1,450 @@
+/**
+ * Codec for llama.cpp sequence-state files (`llama_state_seq_save_file`, LLAMA_STATE_SEQ_VERSION 3) and
+ * for the per-block KV chunks promptmesh cuts out of them.
+ *
+ * Why chunks: sliding-window models (Gemma-3) keep only the last `window` positions of their SWA layers
+ * in a saved state, so "save the whole prompt, truncate on reuse" is silently wrong. Instead every block
+ * of B tokens is cut out of a state saved while it was still inside the window, and a loadable state for
+ * any prefix of blocks is assembled from chunks (local or fetched). Cell order in the cache is not
+ * position order (SWA cells are reused), so cells are located by position.
+ *
+ * Layout (little-endian; see llama.cpp src/llama-context.cpp and src/llama-kv-cache.cpp):
+ *   u32 magic 'ggsq', u32 version, u32 n_tokens, i32 tokens[n]
+ *   per KV cache (1, or 2 for iSWA: base then SWA; the count is not stored, read to the end):
+ *     u32 n_stream; per stream: u32 cell_count C; if C > 0:
+ *       C x { i32 pos, u32 n_seq_id, i32 seq_id[n_seq_id] }
+ *       u32 v_trans, u32 n_layer
+ *       n_layer x { i32 k_type, u64 k_row_bytes, C rows }
+ *       v_trans = 0: n_layer x { i32 v_type, u64 v_row_bytes, C rows }
+ *       v_trans = 1: n_layer x { i32 v_type, u32 v_el_bytes, u32 n_embd_v, n_embd_v x (C x v_el_bytes) }
+ *
+ * Everything is validated before it is sliced: a truncated state aborts the whole process inside
+ * llama.cpp, and gaps or reordered positions load silently and give wrong output.
+ */
+import { ChunkMismatchError, InvalidStateError, UnsupportedStateLayoutError } from './errors.js'
+
+export const STATE_MAGIC = 0x67677371 // 'ggsq'
+export const STATE_VERSION = 3
+export const CHUNK_MAGIC = 0x424b4d50 // 'PMKB'
+export const CHUNK_FORMAT_VERSION = 1
+
+/** Sanity bounds: a layout outside them is not a state this codec knows. */
+const MAX_LAYERS = 1024
+const MAX_ROW_BYTES = 1 << 24
+const MAX_EMBD = 1 << 20
+const MAX_SEQ_IDS_PER_CELL = 64
+const MAX_CACHES = 8
+/** ggml type ids that may hold KV data (F32, F16, quantized, BF16). */
+const MAX_GGML_TYPE = 40
+
+export interface LayerLayout {
+  kType: number
+  kRowBytes: number
+  vType: number
+  /** bytes of one V row (v_trans = 0) or of one element (v_trans = 1) */
+  vUnitBytes: number
+  /** n_embd_v when v_trans = 1, else 0 */
+  nEmbdV: number
+}
+
+export interface CacheLayout {
+  vTrans: boolean
+  layers: LayerLayout[]
+}
+
+/** What must match for chunks to be assembled together and loaded into a context. */
+export interface StateLayout {
+  stateVersion: number
+  caches: CacheLayout[]
+}
+
+interface ParsedLayer extends LayerLayout {
+  kOffset: number
+  vOffset: number
+}
+
+interface ParsedCache {
+  cellCount: number
+  positions: Int32Array
+  metaOffsets: Uint32Array
+  metaEnd: number
+  vTrans: boolean
+  layers: ParsedLayer[]
+}
+
+export interface ParsedState {
+  version: number
+  tokens: Int32Array
+  caches: ParsedCache[]
+  /** the raw bytes the offsets refer to */
+  bytes: Buffer
+}
+
+class Reader {
+  offset: number
+  constructor (readonly buf: Buffer, offset = 0) { this.offset = offset }
+
+  need (n: number, what: string): void {
+    if (n < 0 || this.offset + n > this.buf.length) {
+      throw new InvalidStateError(`state truncated while reading ${what} at byte ${this.offset}`)
+    }
+  }
+
+  u32 (what: string): number { this.need(4, what); const v = this.buf.readUInt32LE(this.offset); this.offset += 4; return v }
+  i32 (what: string): number { this.need(4, what); const v = this.buf.readInt32LE(this.offset); this.offset += 4; return v }
+  u64 (what: string): number {
+    this.need(8, what)
+    const v = this.buf.readBigUInt64LE(this.offset)
+    this.offset += 8
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new UnsupportedStateLayoutError(`${what} too large`)
+    return Number(v)
+  }
+
+  skip (n: number, what: string): number { this.need(n, what); const at = this.offset; this.offset += n; return at }
+}
+
+function checkType (type: number, what: string): void {
+  if (!Number.isInteger(type) || type < 0 || type > MAX_GGML_TYPE) throw new UnsupportedStateLayoutError(`unknown ${what} ggml type ${type}`)
+}
+
+function checkRange (value: number, min: number, max: number, what: string): void {
+  if (value < min || value > max) throw new UnsupportedStateLayoutError(`${what} ${value} outside [${min}, ${max}]`)
+}
+
+/** Parses and fully validates a sequence-state file's bytes. Never copies tensor data. */
+export function parseState (bytes: Buffer): ParsedState {
+  const r = new Reader(bytes)
+  const magic = r.u32('magic')
+  if (magic !== STATE_MAGIC) throw new UnsupportedStateLayoutError(`not a sequence state (magic 0x${magic.toString(16)})`)
+  const version = r.u32('version')
+  if (version !== STATE_VERSION) throw new UnsupportedStateLayoutError(`sequence state version ${version} is not supported (want ${STATE_VERSION})`)
+  const nTokens = r.u32('token count')
+  const tokOffset = r.skip(nTokens * 4, 'tokens')
+  const tokens = new Int32Array(nTokens)
+  for (let i = 0; i < nTokens; i++) tokens[i] = bytes.readInt32LE(tokOffset + i * 4)
+
+  const caches: ParsedCache[] = []
+  while (r.offset < bytes.length) {
+    if (caches.length >= MAX_CACHES) throw new UnsupportedStateLayoutError(`more than ${MAX_CACHES} KV caches`)
+    caches.push(parseCache(r))
+  }
+  if (caches.length === 0) throw new InvalidStateError('state holds no KV cache')
+  return { version, tokens, caches, bytes }
+}
+
+function parseCache (r: Reader): ParsedCache {
+  const nStream = r.u32('n_stream')
+  if (nStream !== 1) throw new UnsupportedStateLayoutError(`n_stream ${nStream} (only single-stream contexts are supported)`)
+  const cellCount = r.u32('cell_count')
+  const positions = new Int32Array(cellCount)
+  const metaOffsets = new Uint32Array(cellCount)
+  if (cellCount === 0) return { cellCount, positions, metaOffsets, metaEnd: r.offset, vTrans: false, layers: [] }
+  r.need(cellCount * 8, 'cell metadata')
+  for (let i = 0; i < cellCount; i++) {
+    metaOffsets[i] = r.offset
+    positions[i] = r.i32('cell pos')
+    const nSeq = r.u32('cell n_seq_id')
+    checkRange(nSeq, 0, MAX_SEQ_IDS_PER_CELL, 'n_seq_id')
+    r.skip(nSeq * 4, 'cell seq ids')
+  }
+  const metaEnd = r.offset
+  const vTransRaw = r.u32('v_trans')
+  if (vTransRaw > 1) throw new UnsupportedStateLayoutError(`v_trans ${vTransRaw}`)
+  const nLayer = r.u32('n_layer')
+  checkRange(nLayer, 1, MAX_LAYERS, 'n_layer')
+  const layers: ParsedLayer[] = []
+  for (let l = 0; l < nLayer; l++) {
+    const kType = r.i32('k_type')
+    checkType(kType, 'K')
+    const kRowBytes = r.u64('k_row_bytes')
+    checkRange(kRowBytes, 1, MAX_ROW_BYTES, 'k_row_bytes')
+    const kOffset = r.skip(kRowBytes * cellCount, `K rows of layer ${l}`)
+    layers.push({ kType, kRowBytes, kOffset, vType: 0, vUnitBytes: 0, nEmbdV: 0, vOffset: 0 })
+  }
+  for (const layer of layers) {
+    layer.vType = r.i32('v_type')
+    checkType(layer.vType, 'V')
+    if (vTransRaw === 0) {
+      layer.vUnitBytes = r.u64('v_row_bytes')
+      checkRange(layer.vUnitBytes, 1, MAX_ROW_BYTES, 'v_row_bytes')
+      layer.vOffset = r.skip(layer.vUnitBytes * cellCount, 'V rows')
+    } else {
+      layer.vUnitBytes = r.u32('v_el_bytes')
+      checkRange(layer.vUnitBytes, 1, 16, 'v_el_bytes')
+      layer.nEmbdV = r.u32('n_embd_v')
+      checkRange(layer.nEmbdV, 1, MAX_EMBD, 'n_embd_v')
+      layer.vOffset = r.skip(layer.nEmbdV * cellCount * layer.vUnitBytes, 'transposed V')
+    }
+  }
+  return { cellCount, positions, metaOffsets, metaEnd, vTrans: vTransRaw === 1, layers }
+}
+
+export function layoutOf (state: ParsedState): StateLayout {
+  return {
+    stateVersion: state.version,
+    caches: state.caches.map(c => ({
+      vTrans: c.vTrans,
+      layers: c.layers.map(({ kType, kRowBytes, vType, vUnitBytes, nEmbdV }) => ({ kType, kRowBytes, vType, vUnitBytes, nEmbdV }))
+    }))
+  }
+}
+
+export function sameLayout (a: StateLayout, b: StateLayout): boolean {
+  return JSON.stringify(a) === JSON.stringify(b)
+}
+
+/** Bytes one cell (one token position) takes in a chunk of this layout, metadata excluded. */
+function cellDataBytes (layout: StateLayout): number {
+  let n = 0
+  for (const c of layout.caches) {
+    for (const l of c.layers) n += l.kRowBytes + (c.vTrans ? l.vUnitBytes * l.nEmbdV : l.vUnitBytes)
+  }
+  return n
+}
+
+/**
+ * Cuts block `blockIndex` (positions [i*B, (i+1)*B)) out of a parsed state. Returns undefined when some
+ * cache does not hold every position of the block (e.g. SWA cells already outside the window).
+ */
+export function cutBlock (state: ParsedState, blockIndex: number, blockTokens: number): Buffer | undefined {
+  const first = blockIndex * blockTokens
+  if (first + blockTokens > state.tokens.length) return undefined
+  const cells: number[][] = []
+  for (const cache of state.caches) {
+    if (cache.cellCount === 0) return undefined
+    const byPos = new Map<number, number>()
+    for (let i = 0; i < cache.cellCount; i++) {
+      const pos = cache.positions[i] as number
+      if (pos >= first && pos < first + blockTokens) {
+        if (byPos.has(pos)) throw new InvalidStateError(`position ${pos} appears twice in one cache`)
+        byPos.set(pos, i)
+      }
+    }
+    if (byPos.size !== blockTokens) return undefined
+    const idx: number[] = []
+    for (let p = first; p < first + blockTokens; p++) idx.push(byPos.get(p) as number)
+    cells.push(idx)
+  }
+
+  const parts: Buffer[] = []
+  const header = Buffer.alloc(24 + blockTokens * 4)
+  header.writeUInt32LE(CHUNK_MAGIC, 0)
+  header.writeUInt32LE(CHUNK_FORMAT_VERSION, 4)
+  header.writeUInt32LE(state.version, 8)
+  header.writeUInt32LE(blockTokens, 12)
+  header.writeUInt32LE(first, 16)
+  header.writeUInt32LE(state.caches.length, 20)
+  for (let t = 0; t < blockTokens; t++) header.writeInt32LE(state.tokens[first + t] as number, 24 + t * 4)
+  parts.push(header)
+
+  const src = state.bytes
+  state.caches.forEach((cache, ci) => {
+    const idx = cells[ci] as number[]
+    const meta: Buffer[] = idx.map(i => src.subarray(cache.metaOffsets[i], i + 1 < cache.cellCount ? cache.metaOffsets[i + 1] : cache.metaEnd))
+    const metaBytes = meta.reduce((n, b) => n + b.length, 0)
+    const desc = Buffer.alloc(12 + cache.layers.length * 24)
+    desc.writeUInt32LE(cache.vTrans ? 1 : 0, 0)
+    desc.writeUInt32LE(cache.layers.length, 4)
+    desc.writeUInt32LE(metaBytes, 8)
+    cache.layers.forEach((l, li) => {
+      const o = 12 + li * 24
+      desc.writeInt32LE(l.kType, o)
+      desc.writeUInt32LE(l.kRowBytes, o + 4)
+      desc.writeInt32LE(l.vType, o + 8)
+      desc.writeUInt32LE(l.vUnitBytes, o + 12)
+      desc.writeUInt32LE(l.nEmbdV, o + 16)
+    })
+    parts.push(desc, ...meta)
+    const contiguous = idx.every((v, k) => v === (idx[0] as number) + k)
+    for (const l of cache.layers) parts.push(copyRows(src, l.kOffset, l.kRowBytes, idx, contiguous))
+    for (const l of cache.layers) {
+      if (!cache.vTrans) {
+        parts.push(copyRows(src, l.vOffset, l.vUnitBytes, idx, contiguous))
+      } else {
+        // transposed V: row j holds every cell's element j; take this block's cells from each row
+        const rowBytes = cache.cellCount * l.vUnitBytes
+        const out = Buffer.allocUnsafe(l.nEmbdV * idx.length * l.vUnitBytes)
+        let w = 0
+        for (let j = 0; j < l.nEmbdV; j++) {
+          const rowStart = l.vOffset + j * rowBytes
+          if (contiguous) {
+            w += src.copy(out, w, rowStart + (idx[0] as number) * l.vUnitBytes, rowStart + ((idx[0] as number) + idx.length) * l.vUnitBytes)
+          } else {
+            for (const i of idx) w += src.copy(out, w, rowStart + i * l.vUnitBytes, rowStart + (i + 1) * l.vUnitBytes)
+          }
+        }
+        parts.push(out)
+      }
+    }
+  })
+  return Buffer.concat(parts)
+}
+
+function copyRows (src: Buffer, base: number, rowBytes: number, idx: number[], contiguous: boolean): Buffer {
+  if (contiguous) {
+    const start = base + (idx[0] as number) * rowBytes
+    return Buffer.from(src.subarray(start, start + idx.length * rowBytes))
+  }
+  const out = Buffer.allocUnsafe(idx.length * rowBytes)
+  idx.forEach((i, k) => src.copy(out, k * rowBytes, base + i * rowBytes, base + (i + 1) * rowBytes))
+  return out
+}
+
+interface ParsedChunkCache {
+  vTrans: boolean
+  layers: LayerLayout[]
+  meta: Buffer
+  /** per layer K data, then per layer V data */
+  k: Buffer[]
+  v: Buffer[]
+}
+
+export interface ParsedChunk {
+  stateVersion: number
+  blockTokens: number
+  firstPos: number
+  tokens: Int32Array
+  caches: ParsedChunkCache[]
+  layout: StateLayout
+}
+
+/** Parses and validates a chunk (as stored on disk or received from a peer). */
+export function parseChunk (bytes: Buffer): ParsedChunk {
+  const r = new Reader(bytes)
+  const magic = r.u32('chunk magic')
+  if (magic !== CHUNK_MAGIC) throw new InvalidStateError('not a promptmesh KV chunk')
+  const format = r.u32('chunk format')
+  if (format !== CHUNK_FORMAT_VERSION) throw new UnsupportedStateLayoutError(`chunk format ${format}`)
+  const stateVersion = r.u32('state version')
+  if (stateVersion !== STATE_VERSION) throw new UnsupportedStateLayoutError(`chunk of state version ${stateVersion}`)
+  const blockTokens = r.u32('block tokens')
+  checkRange(blockTokens, 1, 1 << 16, 'block tokens')
+  const firstPos = r.u32('first position')
+  if (firstPos % blockTokens !== 0) throw new InvalidStateError('chunk does not start on a block boundary')
+  const nCaches = r.u32('cache count')
+  checkRange(nCaches, 1, MAX_CACHES, 'cache count')
+  const tokOffset = r.skip(blockTokens * 4, 'chunk tokens')
+  const tokens = new Int32Array(blockTokens)
+  for (let i = 0; i < blockTokens; i++) tokens[i] = bytes.readInt32LE(tokOffset + i * 4)
+  const caches: ParsedChunkCache[] = []
+  for (let c = 0; c < nCaches; c++) {
+    const vTrans = r.u32('v_trans')
+    if (vTrans > 1) throw new UnsupportedStateLayoutError(`v_trans ${vTrans}`)
+    const nLayer = r.u32('n_layer')
+    checkRange(nLayer, 1, MAX_LAYERS, 'n_layer')
+    const metaBytes = r.u32('meta bytes')
+    const layers: LayerLayout[] = []
+    for (let l = 0; l < nLayer; l++) {
+      const kType = r.i32('k_type'); checkType(kType, 'K')
+      const kRowBytes = r.u32('k_row_bytes'); checkRange(kRowBytes, 1, MAX_ROW_BYTES, 'k_row_bytes')
+      const vType = r.i32('v_type'); checkType(vType, 'V')
+      const vUnitBytes = r.u32('v unit bytes'); checkRange(vUnitBytes, 1, MAX_ROW_BYTES, 'v unit bytes')
+      const nEmbdV = r.u32('n_embd_v'); checkRange(nEmbdV, vTrans === 1 ? 1 : 0, vTrans === 1 ? MAX_EMBD : 0, 'n_embd_v')
+      r.skip(4, 'reserved')
+      layers.push({ kType, kRowBytes, vType, vUnitBytes, nEmbdV })
+    }
+    const metaAt = r.skip(metaBytes, 'cell metadata')
+    const meta = bytes.subarray(metaAt, metaAt + metaBytes)
+    checkChunkMeta(meta, blockTokens, firstPos)
+    const k = layers.map(l => { const at = r.skip(l.kRowBytes * blockTokens, 'K rows'); return bytes.subarray(at, at + l.kRowBytes * blockTokens) })
+    const v = layers.map(l => {
+      const n = vTrans === 1 ? l.nEmbdV * blockTokens * l.vUnitBytes : l.vUnitBytes * blockTokens
+      const at = r.skip(n, 'V data')
+      return bytes.subarray(at, at + n)
+    })
+    caches.push({ vTrans: vTrans === 1, layers, meta, k, v })
+  }
+  if (r.offset !== bytes.length) throw new InvalidStateError(`chunk has ${bytes.length - r.offset} trailing bytes`)
+  const layout: StateLayout = { stateVersion, caches: caches.map(c => ({ vTrans: c.vTrans, layers: c.layers })) }
+  return { stateVersion, blockTokens, firstPos, tokens, caches, layout }
+}
+
+/** Cell metadata must list exactly the block's positions, in order: gaps load silently and give wrong output. */
+function checkChunkMeta (meta: Buffer, blockTokens: number, firstPos: number): void {
+  let o = 0
+  for (let t = 0; t < blockTokens; t++) {
+    if (o + 8 > meta.length) throw new InvalidStateError('chunk cell metadata truncated')
+    const pos = meta.readInt32LE(o)
+    if (pos !== firstPos + t) throw new InvalidStateError(`chunk cell ${t} has position ${pos}, want ${firstPos + t}`)
+    const nSeq = meta.readUInt32LE(o + 4)
+    if (nSeq !== 1) throw new UnsupportedStateLayoutError(`chunk cell with ${nSeq} sequence ids`)
+    o += 8 + nSeq * 4
+  }
+  if (o !== meta.length) throw new UnsupportedStateLayoutError('chunk cell metadata has extra bytes (M-RoPE or another unknown layout)')
+}
+
+/**
+ * Assembles a loadable sequence state for blocks 0..k-1 from their chunks (in order). Throws
+ * ChunkMismatchError when they do not form a gap-free prefix of one layout (and of `expected`, the layout
+ * the target context produces, when given).
+ */
+export function assembleState (chunks: ParsedChunk[], expected?: StateLayout): Buffer {
+  if (chunks.length === 0) throw new ChunkMismatchError('nothing to assemble')
+  const first = chunks[0] as ParsedChunk
+  const B = first.blockTokens
+  const layoutKey = JSON.stringify(first.layout)
+  if (expected != null && layoutKey !== JSON.stringify(expected)) throw new ChunkMismatchError('chunk layout differs from this context\'s')
+  chunks.forEach((c, i) => {
+    if (c.blockTokens !== B) throw new ChunkMismatchError(`chunk ${i} has block size ${c.blockTokens}, want ${B}`)
+    if (c.firstPos !== i * B) throw new ChunkMismatchError(`chunk ${i} starts at position ${c.firstPos}, want ${i * B}`)
+    if (i > 0 && JSON.stringify(c.layout) !== layoutKey) throw new ChunkMismatchError(`chunk ${i} has another layout`)
+  })
+  const nTokens = chunks.length * B
+  const parts: Buffer[] = []
+  const head = Buffer.alloc(12 + nTokens * 4)
+  head.writeUInt32LE(STATE_MAGIC, 0)
+  head.writeUInt32LE(first.stateVersion, 4)
+  head.writeUInt32LE(nTokens, 8)
+  chunks.forEach((c, i) => c.tokens.forEach((t, j) => head.writeInt32LE(t, 12 + (i * B + j) * 4)))
+  parts.push(head)
+  first.caches.forEach((cache, ci) => {
+    const h = Buffer.alloc(8)
+    h.writeUInt32LE(1, 0)
+    h.writeUInt32LE(nTokens, 4)
+    parts.push(h)
+    for (const c of chunks) parts.push((c.caches[ci] as ParsedChunkCache).meta)
+    const lh = Buffer.alloc(8)
+    lh.writeUInt32LE(cache.vTrans ? 1 : 0, 0)
+    lh.writeUInt32LE(cache.layers.length, 4)
+    parts.push(lh)
+    cache.layers.forEach((l, li) => {
+      const kh = Buffer.alloc(12)
+      kh.writeInt32LE(l.kType, 0)
+      kh.writeBigUInt64LE(BigInt(l.kRowBytes), 4)
+      parts.push(kh)
+      for (const c of chunks) parts.push((c.caches[ci] as ParsedChunkCache).k[li] as Buffer)
+    })
+    cache.layers.forEach((l, li) => {
+      if (!cache.vTrans) {
+        const vh = Buffer.alloc(12)
+        vh.writeInt32LE(l.vType, 0)
+        vh.writeBigUInt64LE(BigInt(l.vUnitBytes), 4)
+        parts.push(vh)
+        for (const c of chunks) parts.push((c.caches[ci] as ParsedChunkCache).v[li] as Buffer)
+      } else {
+        const vh = Buffer.alloc(12)
+        vh.writeInt32LE(l.vType, 0)
+        vh.writeUInt32LE(l.vUnitBytes, 4)
+        vh.writeUInt32LE(l.nEmbdV, 8)
+        parts.push(vh)
+        // interleave: row j of the state = row j of each chunk, in block order
+        const slice = B * l.vUnitBytes
+        const out = Buffer.allocUnsafe(l.nEmbdV * nTokens * l.vUnitBytes)
+        let w = 0
+        for (let j = 0; j < l.nEmbdV; j++) {
+          for (const c of chunks) {
+            const v = (c.caches[ci] as ParsedChunkCache).v[li] as Buffer
+            w += v.copy(out, w, j * slice, (j + 1) * slice)
+          }
+        }
+        parts.push(out)
+      }
+    })
+  })
+  return Buffer.concat(parts)
+}
+
+/** Approximate bytes of a chunk of `blockTokens` cells in this layout (for budgets and limits). */
+export function chunkBytesFor (layout: StateLayout, blockTokens: number): number {
+  return blockTokens * cellDataBytes(layout)
+}

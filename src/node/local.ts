@@ -1,0 +1,27 @@
+import { ChunkStore } from '../cache/chunk-store.js'
+import { Engine } from '../engine/engine.js'
+import { Pipeline } from '../pipeline/pipeline.js'
+import type { EngineInit } from '../engine/engine.js'
+import type { ComponentLogger } from '@libp2p/interface'
+
+export interface LocalNodeInit extends Omit<EngineInit, 'log'> {
+  cacheDir: string
+  cacheMaxBytes?: number
+  blockTokens?: number
+  logger: ComponentLogger
+}
+
+export interface LocalNode {
+  engine: Engine
+  store: ChunkStore
+  pipeline: Pipeline
+  close: () => Promise<void>
+}
+
+/** Engine + chunk store + pipeline: everything a node needs to answer prompts on its own. */
+export async function openLocalNode (init: LocalNodeInit): Promise<LocalNode> {
+  const store = await ChunkStore.open({ dir: init.cacheDir, maxBytes: init.cacheMaxBytes, log: init.logger.forComponent('promptmesh:store') })
+  const engine = await Engine.load({ ...init, log: init.logger.forComponent('promptmesh:engine') })
+  const pipeline = new Pipeline({ engine, store, blockTokens: init.blockTokens, log: init.logger.forComponent('promptmesh:pipeline') })
+  return { engine, store, pipeline, close: async () => { await engine.close() } }
+}

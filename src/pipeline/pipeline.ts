@@ -1,0 +1,281 @@
+import { performance } from 'node:perf_hooks'
+import { blockKeys, reusableBlocks } from '../cache/keys.js'
+import { DEFAULT_BLOCK_TOKENS } from '../cache/constants.js'
+import { assembleState, cutBlock, parseChunk, parseState } from '../engine/state-codec.js'
+import { DEFAULT_MAX_TOKENS } from '../engine/constants.js'
+import { PromptTooLongError } from './errors.js'
+import type { ChunkStore } from '../cache/chunk-store.js'
+import type { Engine } from '../engine/engine.js'
+import type { ParsedChunk, ParsedState } from '../engine/state-codec.js'
+import type { Logger } from '@libp2p/interface'
+
+export type CacheSource = 'none' | 'local' | 'remote' | 'mixed'
+
+export interface CacheReport {
+  source: CacheSource
+  /** prompt tokens restored from chunks instead of evaluated */
+  reusedTokens: number
+  /** bytes of chunks fetched from peers for this query */
+  bytesFetched: number
+  /** peers that served chunks for this query */
+  peers: string[]
+  /** tokens restored from the local store / from peers */
+  localTokens: number
+  remoteTokens: number
+  /** new chunks written to the store by this query */
+  storedChunks: number
+}
+
+export interface QueryResult {
+  text: string
+  tokens: number[]
+  promptTokens: number
+  /** from the moment the prompt was handed to the pipeline to the first generated token */
+  ttftMs: number
+  /** ... to the last generated token */
+  ttltMs: number
+  finishReason: 'length' | 'stop'
+  cache: CacheReport
+}
+
+export interface QueryOptions {
+  maxTokens?: number
+  temperature?: number
+  topP?: number
+  topK?: number
+  seed?: number
+  /** stop generating when the text contains one of these (the stop string is not returned) */
+  stop?: string[]
+  /** skip the cache entirely (cold run, nothing stored) */
+  noCache?: boolean
+  /** called with each piece of generated text as it is produced */
+  onText?: (text: string) => void
+  signal?: AbortSignal
+}
+
+/** Chunks fetched from peers for a run of consecutive keys. */
+export interface RemoteFetchResult {
+  /** payloads for keys[from], keys[from+1], ... (a prefix of what was asked) */
+  chunks: Uint8Array[]
+  bytes: number
+  peers: string[]
+}
+
+/** What the pipeline needs from the mesh (issue 3); absent on a single node. */
+export interface RemoteChunkSource {
+  fetchContinuation: (keys: string[], from: number, options: { signal?: AbortSignal }) => Promise<RemoteFetchResult>
+}
+
+export interface PipelineInit {
+  engine: Engine
+  store: ChunkStore
+  /** @default 32 */
+  blockTokens?: number
+  remote?: RemoteChunkSource
+  log?: Logger
+}
+
+/**
+ * The query path, top to bottom: tokens → chained keys → longest cached prefix (local, then peers) →
+ * assemble and load → evaluate the rest (saving states so new blocks can be cut) → generate → store
+ * the new chunks. Any cache failure falls back to computing: never a wrong answer.
+ */
+export class Pipeline {
+  readonly engine: Engine
+  readonly store: ChunkStore
+  readonly blockTokens: number
+  remote?: RemoteChunkSource
+  private readonly log?: Logger
+
+  constructor (init: PipelineInit) {
+    this.engine = init.engine
+    this.store = init.store
+    this.blockTokens = init.blockTokens ?? DEFAULT_BLOCK_TOKENS
+    this.remote = init.remote
+    this.log = init.log
+  }
+
+  async run (prompt: string, options: QueryOptions = {}): Promise<QueryResult> {
+    const t0 = performance.now()
+    const tokens = this.engine.tokenize(prompt)
+    return await this.runTokens(tokens, options, t0)
+  }
+
+  async runTokens (tokens: number[], options: QueryOptions = {}, t0 = performance.now()): Promise<QueryResult> {
+    const maxTokens = options.maxTokens ?? DEFAULT_MAX_TOKENS
+    if (tokens.length === 0) throw new RangeError('empty prompt')
+    if (tokens.length + maxTokens > this.engine.contextSize) {
+      throw new PromptTooLongError(`prompt of ${tokens.length} tokens plus ${maxTokens} to generate exceeds the context size ${this.engine.contextSize}`)
+    }
+    return await this.engine.lock(async () => await this.answer(tokens, maxTokens, options, t0))
+  }
+
+  private async answer (tokens: number[], maxTokens: number, options: QueryOptions, t0: number): Promise<QueryResult> {
+    const B = this.blockTokens
+    const engine = this.engine
+    const caching = options.noCache !== true && engine.layout != null
+    const keys = caching ? blockKeys(engine.fingerprint, tokens, B) : []
+    const reusable = Math.min(keys.length, reusableBlocks(tokens.length, B))
+    const report: CacheReport = { source: 'none', reusedTokens: 0, bytesFetched: 0, peers: [], localTokens: 0, remoteTokens: 0, storedChunks: 0 }
+
+    // 1. longest prefix: local store, then peers for the continuation
+    const chunks: ParsedChunk[] = []
+    const fetched = new Map<string, Uint8Array>()
+    for (let i = 0; i < reusable; i++) {
+      const chunk = await this.localChunk(keys[i] as string, tokens, i)
+      if (chunk == null) break
+      chunks.push(chunk)
+    }
+    const localBlocks = chunks.length
+    if (caching && this.remote != null && chunks.length < reusable) {
+      try {
+        const res = await this.remote.fetchContinuation(keys.slice(0, reusable), chunks.length, { signal: options.signal })
+        report.bytesFetched = res.bytes
+        report.peers = res.peers
+        for (const payload of res.chunks) {
+          const i = chunks.length
+          const chunk = this.validChunk(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), tokens, i)
+          if (chunk == null) break
+          chunks.push(chunk)
+          fetched.set(keys[i] as string, payload)
+        }
+      } catch (err) {
+        this.log?.error('fetching chunks from peers failed, computing instead: %s', (err as Error).message)
+      }
+    }
+
+    // 2. restore the prefix (or start empty)
+    let restored = 0
+    await engine.reset()
+    if (chunks.length > 0) {
+      try {
+        const state = assembleState(chunks, engine.layout)
+        parseState(state) // full validation before llama.cpp sees it: a bad file can abort the process
+        await engine.loadState(state)
+        restored = chunks.length
+      } catch (err) {
+        this.log?.error('restoring %d cached blocks failed, computing instead: %s', chunks.length, (err as Error).message)
+        await engine.reset()
+        fetched.clear()
+      }
+    }
+    const restoredLocal = Math.min(restored, localBlocks)
+    report.localTokens = restoredLocal * B
+    report.remoteTokens = (restored - restoredLocal) * B
+    report.reusedTokens = restored * B
+    report.source = restored === 0 ? 'none' : restoredLocal === restored ? 'local' : restoredLocal === 0 ? 'remote' : 'mixed'
+    if (restored <= localBlocks) fetched.clear()
+
+    // 3. evaluate the rest; SWA layers forget cells beyond the window, so save at least once per window
+    const cut = new Map<string, Buffer>()
+    const firstNew = restored
+    const newBlocks = caching ? Math.floor(tokens.length / B) : 0
+    const wanted = (): boolean => {
+      for (let i = firstNew; i < newBlocks; i++) if (!cut.has(keys[i] as string) && !this.store.has(keys[i] as string)) return true
+      return false
+    }
+    const cutNewBlocks = (state: ParsedState): void => {
+      for (let i = firstNew; i < newBlocks; i++) {
+        const key = keys[i] as string
+        if (cut.has(key) || this.store.has(key)) continue
+        const chunk = cutBlock(state, i, B)
+        if (chunk != null) cut.set(key, chunk)
+      }
+    }
+    const saveAndCut = async (): Promise<void> => {
+      if (!wanted()) return
+      try {
+        cutNewBlocks(await engine.saveState())
+      } catch (err) {
+        this.log?.error('cutting chunks failed, this prompt will not be cached: %s', (err as Error).message)
+      }
+    }
+    const window = engine.info.swaWindow
+    const segment = window != null ? Math.max(B, Math.floor(window / B) * B) : Infinity
+    let at = restored * B
+    while (tokens.length - at > segment) {
+      await engine.evaluate(tokens.slice(at, at + segment))
+      at += segment
+      await saveAndCut()
+    }
+
+    // 4. generate; the first token is out before the final save, so TTFT does not pay for it
+    let ttft = 0
+    let text = ''
+    let finishReason: QueryResult['finishReason'] = 'length'
+    const generated: number[] = []
+    const stopAt = options.stop?.filter(s => s.length > 0) ?? []
+    const controller = new AbortController()
+    const onAbort = (): void => controller.abort(options.signal?.reason)
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      const out = await engine.generate(tokens.slice(at), {
+        maxTokens,
+        temperature: options.temperature,
+        topP: options.topP,
+        topK: options.topK,
+        seed: options.seed,
+        signal: controller.signal,
+        onToken: async (token, index) => {
+          if (index === 0) {
+            ttft = performance.now() - t0
+            await saveAndCut()
+          }
+          generated.push(token)
+          const full = engine.detokenize(generated)
+          const hit = stopAt.map(s => full.indexOf(s, Math.max(0, text.length - s.length))).filter(i => i >= 0).sort((a, b) => a - b)[0]
+          const upTo = hit ?? full.length
+          if (upTo > text.length) options.onText?.(full.slice(text.length, upTo))
+          text = full.slice(0, Math.max(upTo, text.length))
+          if (hit != null) { finishReason = 'stop'; controller.abort(new StopReached()) }
+        }
+      })
+      if (out.length < maxTokens) finishReason = 'stop'
+    } catch (err) {
+      if (!(controller.signal.reason instanceof StopReached)) throw err
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort)
+    }
+    const ttlt = performance.now() - t0
+    if (generated.length === 0) {
+      ttft = ttlt
+      await saveAndCut()
+    }
+
+    // 5. keep what was computed or fetched, so it is reused here and shared onward
+    for (const [key, payload] of [...fetched, ...cut]) {
+      try {
+        if (await this.store.put(key, payload)) report.storedChunks++
+      } catch (err) {
+        this.log?.error('storing chunk %s failed: %s', key, (err as Error).message)
+      }
+    }
+    return { text, tokens: generated, promptTokens: tokens.length, ttftMs: ttft, ttltMs: ttlt, finishReason, cache: report }
+  }
+
+  /** A stored chunk for block i of these tokens, or undefined (missing, corrupt, or not these tokens). */
+  private async localChunk (key: string, tokens: number[], i: number): Promise<ParsedChunk | undefined> {
+    const payload = await this.store.get(key)
+    if (payload == null) return undefined
+    const chunk = this.validChunk(payload, tokens, i)
+    if (chunk == null) await this.store.delete(key)
+    return chunk
+  }
+
+  private validChunk (payload: Buffer, tokens: number[], i: number): ParsedChunk | undefined {
+    try {
+      const chunk = parseChunk(payload)
+      const B = this.blockTokens
+      if (chunk.blockTokens !== B || chunk.firstPos !== i * B) return undefined
+      for (let t = 0; t < B; t++) if (chunk.tokens[t] !== tokens[i * B + t]) return undefined
+      return chunk
+    } catch (err) {
+      this.log?.error('rejecting chunk for block %d: %s', i, (err as Error).message)
+      return undefined
+    }
+  }
+}
+
+class StopReached extends Error {
+  override name = 'StopReached'
+}

@@ -1,0 +1,44 @@
+import { createHash } from 'node:crypto'
+import { expect } from 'chai'
+import { blockKeys, reusableBlocks } from '../../src/cache/keys.js'
+import { range } from '../fixtures/states.js'
+
+const fp = 'ab'.repeat(32)
+const other = 'cd'.repeat(32)
+
+describe('chunk keys', () => {
+  it('follow the documented scheme, so every node and process derives the same keys', () => {
+    // key_0 = SHA-256(fingerprint ‖ i32le tokens[0..B)), key_1 = SHA-256(key_0 ‖ tokens[B..2B))
+    const le = (tokens: number[]): Buffer => Buffer.concat(tokens.map(t => { const b = Buffer.alloc(4); b.writeInt32LE(t); return b }))
+    const k0 = createHash('sha256').update(Buffer.from(fp, 'hex')).update(le(range(0, 32))).digest()
+    const k1 = createHash('sha256').update(k0).update(le(range(32, 64))).digest()
+    expect(blockKeys(fp, range(0, 64), 32)).to.deep.equal([k0.toString('hex'), k1.toString('hex')])
+    expect(blockKeys(fp, range(0, 64), 32)[0]).to.equal('1154e821e1abedbd19948caa06a15ed13ed4d9c0826b45bf2e79aa31a9cfcf30')
+  })
+
+  it('chain: a key depends on every earlier token', () => {
+    const a = blockKeys(fp, range(0, 96), 32)
+    const changed = range(0, 96); changed[3] = 999
+    const b = blockKeys(fp, changed, 32)
+    expect(b[1]).to.not.equal(a[1])
+    expect(b[2]).to.not.equal(a[2])
+  })
+
+  it('prompts sharing a prefix share its keys and only those', () => {
+    const a = blockKeys(fp, [...range(0, 64), ...range(500, 532)], 32)
+    const b = blockKeys(fp, [...range(0, 64), ...range(600, 632)], 32)
+    expect(b.slice(0, 2)).to.deep.equal(a.slice(0, 2))
+    expect(b[2]).to.not.equal(a[2])
+  })
+
+  it('differ between models', () => {
+    expect(blockKeys(other, range(0, 32), 32)[0]).to.not.equal(blockKeys(fp, range(0, 32), 32)[0])
+  })
+
+  it('cover whole blocks only, and leave at least one token to evaluate', () => {
+    expect(blockKeys(fp, range(0, 63), 32)).to.have.length(1)
+    expect(reusableBlocks(64, 32)).to.equal(1)
+    expect(reusableBlocks(65, 32)).to.equal(2)
+    expect(reusableBlocks(1, 32)).to.equal(0)
+  })
+})

@@ -1,0 +1,102 @@
+import { expect } from 'chai'
+import { assembleState, cutBlock, parseChunk, parseState } from '../../src/engine/state-codec.js'
+import { buildState, range } from '../fixtures/states.js'
+import type { FakeCache } from '../fixtures/states.js'
+
+const B = 8
+const tokens = range(100, 140) // 40 tokens: 5 blocks
+
+function gemmaLike (positions: number[], swaPositions: number[], vTrans = true): FakeCache[] {
+  return [
+    { vTrans, layers: 2, kRowBytes: 16, v: 8, positions },
+    { vTrans, layers: 3, kRowBytes: 16, v: 8, positions: swaPositions }
+  ]
+}
+
+describe('state codec', () => {
+  describe('parseState', () => {
+    it('reads tokens and caches of an iSWA state', () => {
+      const state = parseState(buildState(tokens, gemmaLike(range(0, 40), range(24, 40))))
+      expect(Array.from(state.tokens)).to.deep.equal(tokens)
+      expect(state.caches).to.have.length(2)
+      expect(state.caches[1]?.cellCount).to.equal(16)
+    })
+
+    it('rejects every truncation with a typed error (a truncated file aborts llama.cpp)', () => {
+      const bytes = buildState(tokens.slice(0, 16), gemmaLike(range(0, 16), range(0, 16)))
+      for (let n = 0; n < bytes.length; n += 7) {
+        expect(() => parseState(bytes.subarray(0, n)), `truncated at ${n}`).to.throw().with.property('name').that.matches(/InvalidStateError|UnsupportedStateLayoutError/)
+      }
+    })
+
+    it('refuses an unknown version or stream count', () => {
+      const bytes = buildState(tokens, gemmaLike(range(0, 40), range(0, 40)))
+      const v4 = Buffer.from(bytes); v4.writeUInt32LE(4, 4)
+      expect(() => parseState(v4)).to.throw(/version 4/)
+      const streams = Buffer.from(bytes); streams.writeUInt32LE(2, 12 + tokens.length * 4)
+      expect(() => parseState(streams)).to.throw(/n_stream 2/)
+    })
+  })
+
+  for (const vTrans of [true, false]) {
+    describe(`cut and assemble (v_trans ${String(vTrans)})`, () => {
+      it('assembles any prefix exactly as if the state had been saved whole', () => {
+        const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40), vTrans)))
+        const chunks = range(0, 5).map(i => parseChunk(cutBlock(whole, i, B) as Buffer))
+        for (let k = 1; k <= 5; k++) {
+          const expected = buildState(tokens.slice(0, k * B), gemmaLike(range(0, k * B), range(0, k * B), vTrans))
+          expect(assembleState(chunks.slice(0, k)).equals(expected), `prefix of ${k} blocks`).to.equal(true)
+        }
+      })
+
+      it('finds cells by position when the SWA cache holds them out of order', () => {
+        // a sliding-window cache reuses cells: positions 32..39 sit before 16..31
+        const rotated = parseState(buildState(tokens, gemmaLike(range(0, 40), [...range(32, 40), ...range(16, 32)], vTrans)))
+        const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40), vTrans)))
+        for (const i of [2, 3, 4]) expect((cutBlock(rotated, i, B) as Buffer).equals(cutBlock(whole, i, B) as Buffer)).to.equal(true)
+      })
+
+      it('does not cut a block whose SWA cells already left the window', () => {
+        const state = parseState(buildState(tokens, gemmaLike(range(0, 40), range(20, 40), vTrans)))
+        expect(cutBlock(state, 1, B)).to.equal(undefined) // positions 8..15 gone from the SWA cache
+        expect(cutBlock(state, 2, B)).to.equal(undefined) // 16..19 gone
+        expect(cutBlock(state, 3, B)).to.be.instanceOf(Buffer)
+      })
+    })
+  }
+
+  describe('assembleState', () => {
+    const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40))))
+    const chunks = range(0, 5).map(i => parseChunk(cutBlock(whole, i, B) as Buffer))
+
+    it('refuses a gap in the prefix', () => {
+      expect(() => assembleState([chunks[0], chunks[2]].map(c => c as typeof chunks[0]))).to.throw(/starts at position 16, want 8/)
+    })
+
+    it('refuses chunks of another layout than the context expects', () => {
+      const other = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40), false)))
+      const foreign = parseChunk(cutBlock(other, 0, B) as Buffer)
+      expect(() => assembleState([chunks[0] as typeof foreign], foreign.layout)).to.throw(/layout/)
+    })
+  })
+
+  describe('parseChunk', () => {
+    const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40))))
+    const chunk = cutBlock(whole, 1, B) as Buffer
+
+    it('round-trips the block tokens and position', () => {
+      const parsed = parseChunk(chunk)
+      expect(parsed.firstPos).to.equal(8)
+      expect(Array.from(parsed.tokens)).to.deep.equal(tokens.slice(8, 16))
+    })
+
+    it('rejects truncation, trailing bytes and a wrong cell position', () => {
+      expect(() => parseChunk(chunk.subarray(0, chunk.length - 1))).to.throw().with.property('name', 'InvalidStateError')
+      expect(() => parseChunk(Buffer.concat([chunk, Buffer.alloc(1)]))).to.throw(/trailing/)
+      const moved = Buffer.from(chunk)
+      const metaAt = 24 + B * 4 + 12 + 2 * 24 // header, tokens, cache header, 2 layer descriptors
+      moved.writeInt32LE(9, metaAt)
+      expect(() => parseChunk(moved)).to.throw(/position 9, want 8/)
+    })
+  })
+})
