@@ -3,7 +3,8 @@ import { endianness } from 'node:os'
 import { dirname } from 'node:path'
 import { GgmlType, gguf, writeGguf, Q8_0_BLOCK, Q8_0_BLOCK_BYTES } from './gguf-writer.js'
 import type { GgufTensor, GgufValue } from './gguf-writer.js'
-import { buildVocab } from './vocab.js'
+import { buildVocab, TokenType } from './vocab.js'
+import type { Vocab } from './vocab.js'
 
 export type ShapeName = 'tiny-llama' | 'tiny-gemma3' | 'gemma3-270m'
 
@@ -118,6 +119,9 @@ export class SynthError extends Error {
 const CHUNK = 1 << 18 // elements per produced chunk
 const FILE_TYPE: Record<GgmlType, number> = { [GgmlType.F32]: 0, [GgmlType.F16]: 1, [GgmlType.Q8_0]: 7 } // LLAMA_FTYPE_*
 const SWA_ROPE_BASE = 10_000 // gemma3 local layers
+// LM-head rows of control, byte and filler tokens are shrunk so greedy output is made of real
+// pieces: no EOS/EOT ending generation early, no invalid UTF-8, text that reads like fragments
+const SUPPRESSED_ROW_GAIN = 0.25
 
 /** Writes a synthetic GGUF model with deterministic pseudo-random weights. */
 export async function synthesizeModel (options: SynthOptions): Promise<SynthResult> {
@@ -131,7 +135,8 @@ export async function synthesizeModel (options: SynthOptions): Promise<SynthResu
   await mkdir(dirname(options.out), { recursive: true })
   const tmp = `${options.out}.${process.pid}.partial`
   try {
-    const bytes = await writeGguf(tmp, { kv: metadata(shape, seed), tensors: tensors(shape, seed) }, options.onProgress)
+    const vocab = buildVocab(shape.nVocab, { turnTokens: shape.arch === 'gemma3' })
+    const bytes = await writeGguf(tmp, { kv: metadata(shape, seed, vocab), tensors: tensors(shape, seed, vocab) }, options.onProgress)
     await rename(tmp, options.out)
     return { path: options.out, bytes, shape }
   } catch (err) {
@@ -140,8 +145,7 @@ export async function synthesizeModel (options: SynthOptions): Promise<SynthResu
   }
 }
 
-function metadata (s: ShapeSpec, seed: number): Array<[string, GgufValue]> {
-  const vocab = buildVocab(s.nVocab, { turnTokens: s.arch === 'gemma3' })
+function metadata (s: ShapeSpec, seed: number, vocab: Vocab): Array<[string, GgufValue]> {
   const a = s.arch
   const kv: Array<[string, GgufValue]> = [
     ['general.architecture', gguf.str(a)],
@@ -181,7 +185,7 @@ function metadata (s: ShapeSpec, seed: number): Array<[string, GgufValue]> {
   return kv
 }
 
-function tensors (s: ShapeSpec, seed: number): GgufTensor[] {
+function tensors (s: ShapeSpec, seed: number, vocab: Vocab): GgufTensor[] {
   const out: GgufTensor[] = []
   const g = s.gains
   const q = s.nHead * s.headDim
@@ -189,16 +193,18 @@ function tensors (s: ShapeSpec, seed: number): GgufTensor[] {
   const gemma = s.arch === 'gemma3'
   const qkMatrix = gemma ? 1 : g.qk // gemma3 RMS-normalizes Q and K, so the gain goes into those norms
   // std gain/sqrt(n_in) keeps activations at unit scale before the gains
-  const matrix = (name: string, nIn: number, nOut: number, gain: number): void => {
+  const matrix = (name: string, nIn: number, nOut: number, gain: number, rowGain?: (row: number) => number): void => {
     const index = out.length
     const std = gain / Math.sqrt(nIn)
-    out.push({ name, dims: [nIn, nOut], type: s.matrixType, data: () => randomChunks(nIn * nOut, s.matrixType, std, rng(seed, index)) })
+    out.push({ name, dims: [nIn, nOut], type: s.matrixType, data: () => randomChunks(nIn, nOut, s.matrixType, std, rng(seed, index), rowGain) })
   }
+  const lmHeadRow = (id: number): number =>
+    vocab.types[id] === TokenType.NORMAL && id < vocab.firstFiller ? 1 : SUPPRESSED_ROW_GAIN
   const norm = (name: string, n: number, value: number): void => {
     out.push({ name, dims: [n], type: GgmlType.F32, data: () => constChunks(n, value) })
   }
 
-  matrix('token_embd.weight', s.nEmbd, s.nVocab, g.embed)
+  matrix('token_embd.weight', s.nEmbd, s.nVocab, g.embed, s.tiedOutput ? lmHeadRow : undefined)
   for (let i = 0; i < s.nLayer; i++) {
     const b = `blk.${i}`
     norm(`${b}.attn_norm.weight`, s.nEmbd, 1)
@@ -218,7 +224,7 @@ function tensors (s: ShapeSpec, seed: number): GgufTensor[] {
     }
   }
   norm('output_norm.weight', s.nEmbd, 1)
-  if (!s.tiedOutput) matrix('output.weight', s.nEmbd, s.nVocab, 1)
+  if (!s.tiedOutput) matrix('output.weight', s.nEmbd, s.nVocab, 1, lmHeadRow)
   return out
 }
 
@@ -244,40 +250,44 @@ function rng (seed: number, stream: number): () => number {
   }
 }
 
-function * randomChunks (n: number, type: GgmlType, std: number, next: () => number): Generator<Uint8Array> {
+/** Uniform random rows (ne0 = nIn each), `CHUNK`-ish elements per yielded chunk. */
+function * randomChunks (nIn: number, rows: number, type: GgmlType, std: number, next: () => number,
+  rowGain: (row: number) => number = () => 1): Generator<Uint8Array> {
   if (type === GgmlType.Q8_0) {
-    yield * q8Chunks(n, std, next)
+    yield * q8Chunks(nIn, rows, std, next, rowGain)
     return
   }
   const a = (std * Math.sqrt(3)) / 0x8000_0000 // uniform in [-std·√3, std·√3) has the wanted std
-  for (let done = 0; done < n; done += CHUNK) {
-    const m = Math.min(CHUNK, n - done)
-    if (type === GgmlType.F32) {
-      const f = new Float32Array(m)
-      for (let i = 0; i < m; i++) f[i] = (next() - 0x8000_0000) * a
-      yield new Uint8Array(f.buffer)
-    } else {
-      const h = new Uint16Array(m)
-      for (let i = 0; i < m; i++) h[i] = f16Bits((next() - 0x8000_0000) * a)
-      yield new Uint8Array(h.buffer)
+  const perChunk = Math.max(1, Math.floor(CHUNK / nIn))
+  for (let r0 = 0; r0 < rows; r0 += perChunk) {
+    const n = Math.min(perChunk, rows - r0) * nIn
+    const f = type === GgmlType.F32 ? new Float32Array(n) : new Uint16Array(n)
+    const toBits = type === GgmlType.F32 ? (x: number) => x : f16Bits
+    for (let i = 0; i < n; i += nIn) {
+      const ar = a * rowGain(r0 + i / nIn)
+      for (let j = i; j < i + nIn; j++) f[j] = toBits((next() - 0x8000_0000) * ar)
     }
+    yield new Uint8Array(f.buffer)
   }
 }
 
-/** Random int8 quants with one fixed f16 scale: no float quantization needed, so 300 MB takes seconds. */
-function * q8Chunks (n: number, std: number, next: () => number): Generator<Uint8Array> {
-  const blocks = n / Q8_0_BLOCK
-  const d = f16Bits(std / 73.9) // std of uniform int8 is ≈73.9
-  const perChunk = CHUNK / Q8_0_BLOCK
-  for (let done = 0; done < blocks; done += perChunk) {
-    const m = Math.min(perChunk, blocks - done)
-    const buf = new Uint8Array(m * Q8_0_BLOCK_BYTES)
-    for (let b = 0, o = 0; b < m; b++) {
-      buf[o++] = d & 0xff
-      buf[o++] = d >>> 8
-      for (let k = 0; k < Q8_0_BLOCK / 4; k++) {
-        const r = next()
-        buf[o++] = r; buf[o++] = r >>> 8; buf[o++] = r >>> 16; buf[o++] = r >>> 24
+/** Random int8 quants with a per-row f16 scale: no float quantization needed, so 300 MB takes seconds. */
+function * q8Chunks (nIn: number, rows: number, std: number, next: () => number, rowGain: (row: number) => number): Generator<Uint8Array> {
+  const blocksPerRow = nIn / Q8_0_BLOCK
+  const perChunk = Math.max(1, Math.floor(CHUNK / nIn))
+  for (let r0 = 0; r0 < rows; r0 += perChunk) {
+    const m = Math.min(perChunk, rows - r0)
+    const buf = new Uint8Array(m * blocksPerRow * Q8_0_BLOCK_BYTES)
+    let o = 0
+    for (let r = r0; r < r0 + m; r++) {
+      const d = f16Bits((std * rowGain(r)) / 73.9) // std of uniform int8 is ≈73.9
+      for (let b = 0; b < blocksPerRow; b++) {
+        buf[o++] = d & 0xff
+        buf[o++] = d >>> 8
+        for (let k = 0; k < Q8_0_BLOCK / 4; k++) {
+          const x = next()
+          buf[o++] = x; buf[o++] = x >>> 8; buf[o++] = x >>> 16; buf[o++] = x >>> 24
+        }
       }
     }
     yield buf

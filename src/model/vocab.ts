@@ -19,6 +19,8 @@ export interface Vocab {
   unk: number
   bos: number
   eos: number
+  /** id of the first filler piece (= size when there is none); filler is never produced by tokenization */
+  firstFiller: number
   /** ids of <start_of_turn> / <end_of_turn> when requested */
   startOfTurn?: number
   endOfTurn?: number
@@ -127,6 +129,7 @@ export function buildVocab (size: number, options: VocabOptions = {}): Vocab {
   for (const f of FRAGMENTS) addWithPrefixes(SPACE_MARKER + f)
 
   // filler: unreachable by merges ('▁zq' itself is not a piece), so it never shows up in tokenization
+  const firstFiller = tokens.length
   for (let i = 0; tokens.length < size; i++) add(`${SPACE_MARKER}zq${i}`, TokenType.NORMAL)
 
   // SPM merges the highest score first; rank order mimics a frequency-sorted vocab
@@ -140,6 +143,7 @@ export function buildVocab (size: number, options: VocabOptions = {}): Vocab {
     unk: 0,
     bos: 1,
     eos: 2,
+    firstFiller,
     ...(startOfTurn !== undefined ? { startOfTurn, endOfTurn: startOfTurn + 1 } : {})
   }
 }
