@@ -2,7 +2,7 @@ import type { QueryResult } from '../pipeline/pipeline.js'
 
 /** The JSON object `run --json` and `query --json` print (a contract: fields are only ever added). */
 export function resultJson (res: QueryResult): Record<string, unknown> {
-  const { text, tokens, promptTokens, ttftMs, ttltMs, finishReason, cache } = res
+  const { text, tokens, promptTokens, ttftMs, ttltMs, finishReason, cache, timings } = res
   return {
     text,
     tokens,
@@ -10,7 +10,8 @@ export function resultJson (res: QueryResult): Record<string, unknown> {
     ttftMs: round(ttftMs),
     ttltMs: round(ttltMs),
     finishReason,
-    cache
+    cache,
+    timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, round(v)]))
   }
 }
 

@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { getLlama, LlamaLogLevel, resolveModelFile } from 'node-llama-cpp'
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE, DEFAULT_STATE_TMP_DIR, DEFAULT_THREADS } from './constants.js'
 import { ModelLoadError, StateLoadError } from './errors.js'
 import { layoutOf, parseState } from './state-codec.js'
+import { StateFiles } from './state-files.js'
 import type { ParsedState, StateLayout } from './state-codec.js'
 import type { Logger } from '@libp2p/interface'
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp'
@@ -30,6 +31,11 @@ export interface EngineInit {
   flashAttention?: boolean
   /** directory for state files, ideally tmpfs @default /dev/shm, else the OS temp dir */
   stateTmpDir?: string
+  /**
+   * tmpfs budget for assembled prefix states kept for reuse
+   * @default min(512 MiB, RAM / 16)
+   */
+  hotStateMaxBytes?: number
   /** show a download progress bar for remote models */
   progress?: boolean
   log?: Logger
@@ -68,6 +74,8 @@ export class Engine {
   readonly layout?: StateLayout
   readonly contextSize: number
   readonly threads: number
+  /** assembled prefix states on tmpfs, by the key of their last block */
+  readonly states: StateFiles
   private readonly llama: Llama
   private readonly model: LlamaModel
   private readonly context: LlamaContext
@@ -78,7 +86,7 @@ export class Engine {
 
   private constructor (parts: {
     info: ModelInfo, fingerprint: string, layout?: StateLayout, llama: Llama, model: LlamaModel,
-    context: LlamaContext, sequence: LlamaContextSequence, tmpDir: string, threads: number, log?: Logger
+    context: LlamaContext, sequence: LlamaContextSequence, tmpDir: string, threads: number, hotStateMaxBytes: number, log?: Logger
   }) {
     this.info = parts.info
     this.fingerprint = parts.fingerprint
@@ -88,6 +96,7 @@ export class Engine {
     this.context = parts.context
     this.sequence = parts.sequence
     this.tmpDir = parts.tmpDir
+    this.states = new StateFiles(parts.tmpDir, parts.hotStateMaxBytes)
     this.threads = parts.threads
     this.contextSize = parts.context.contextSize
     this.log = parts.log
@@ -131,7 +140,8 @@ export class Engine {
     const fingerprint = createHash('sha256').update(Buffer.from(fileSha256, 'hex')).update(JSON.stringify(settings)).digest('hex')
     const tmpBase = init.stateTmpDir ?? (existsSync(DEFAULT_STATE_TMP_DIR) ? DEFAULT_STATE_TMP_DIR : tmpdir())
     const tmpDir = await mkdtemp(join(tmpBase, 'promptmesh-'))
-    const engine = new Engine({ info, fingerprint, llama, model, context, sequence: context.getSequence(), tmpDir, threads, log: init.log })
+    const hotStateMaxBytes = init.hotStateMaxBytes ?? Math.min(512 * 1024 ** 2, Math.floor(totalmem() / 16))
+    const engine = new Engine({ info, fingerprint, llama, model, context, sequence: context.getSequence(), tmpDir, threads, hotStateMaxBytes, log: init.log })
     const layout = await engine.probeLayout()
     return layout == null ? engine : Object.assign(engine, { layout })
   }
@@ -207,13 +217,20 @@ export class Engine {
     const file = join(this.tmpDir, `load-${randomBytes(6).toString('hex')}.ggsq`)
     try {
       await writeFile(file, bytes)
+      await this.loadStateFile(file)
+    } finally {
+      await rm(file, { force: true })
+    }
+  }
+
+  /** Like loadState, from a validated file (see `states`). */
+  async loadStateFile (file: string): Promise<void> {
+    try {
       await this.sequence.loadStateFromFile(file, { acceptRisk: true })
     } catch (err) {
       this.sequence.dispose()
       this.sequence = this.context.getSequence()
       throw new StateLoadError(`llama.cpp refused the assembled state: ${(err as Error).message}`)
-    } finally {
-      await rm(file, { force: true })
     }
   }
 

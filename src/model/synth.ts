@@ -41,7 +41,7 @@ export interface ShapeSpec {
   }
 }
 
-export const SHAPES: Readonly<Record<ShapeName, ShapeSpec>> = {
+export const SHAPES: Readonly<Record<ShapeName, Readonly<ShapeSpec>>> = {
   'tiny-llama': {
     name: 'tiny-llama',
     arch: 'llama',
@@ -109,13 +109,14 @@ export interface SynthOptions {
 export interface SynthResult {
   path: string
   bytes: number
-  shape: ShapeSpec
+  shape: Readonly<ShapeSpec>
 }
 
 export class SynthError extends Error {
   override name = 'SynthError'
 }
 
+let partials = 0
 const CHUNK = 1 << 18 // elements per produced chunk
 const FILE_TYPE: Record<GgmlType, number> = { [GgmlType.F32]: 0, [GgmlType.F16]: 1, [GgmlType.Q8_0]: 7 } // LLAMA_FTYPE_*
 const SWA_ROPE_BASE = 10_000 // gemma3 local layers
@@ -133,7 +134,8 @@ export async function synthesizeModel (options: SynthOptions): Promise<SynthResu
   if (endianness() !== 'LE') throw new SynthError('big-endian hosts are not supported')
 
   await mkdir(dirname(options.out), { recursive: true })
-  const tmp = `${options.out}.${process.pid}.partial`
+  // written aside and renamed, so a crash never leaves a truncated model under the final name
+  const tmp = `${options.out}.${process.pid}-${++partials}.partial`
   try {
     const vocab = buildVocab(shape.nVocab, { turnTokens: shape.arch === 'gemma3' })
     const bytes = await writeGguf(tmp, { kv: metadata(shape, seed, vocab), tensors: tensors(shape, seed, vocab) }, options.onProgress)

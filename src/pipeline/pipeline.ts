@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
 import { blockKeys, reusableBlocks } from '../cache/keys.js'
 import { DEFAULT_BLOCK_TOKENS } from '../cache/constants.js'
@@ -36,6 +37,8 @@ export interface QueryResult {
   ttltMs: number
   finishReason: 'length' | 'stop'
   cache: CacheReport
+  /** where the time before the first token went, in ms */
+  timings: { lookupMs: number, fetchMs: number, restoreMs: number, prefillMs: number }
 }
 
 export interface QueryOptions {
@@ -118,53 +121,80 @@ export class Pipeline {
     const reusable = Math.min(keys.length, reusableBlocks(tokens.length, B))
     const report: CacheReport = { source: 'none', reusedTokens: 0, bytesFetched: 0, peers: [], localTokens: 0, remoteTokens: 0, storedChunks: 0 }
 
-    // 1. longest prefix: local store, then peers for the continuation
-    const chunks: ParsedChunk[] = []
-    const fetched = new Map<string, Uint8Array>()
-    for (let i = 0; i < reusable; i++) {
-      const chunk = await this.localChunk(keys[i] as string, tokens, i)
-      if (chunk == null) break
-      chunks.push(chunk)
-    }
-    const localBlocks = chunks.length
-    if (caching && this.remote != null && chunks.length < reusable) {
+    // 1. longest prefix: the local chain (index only), then peers for the continuation
+    const timings = { lookupMs: 0, fetchMs: 0, restoreMs: 0, prefillMs: 0 }
+    let mark = performance.now()
+    const lap = (): number => { const now = performance.now(); const d = now - mark; mark = now; return d }
+    let localBlocks = 0
+    while (localBlocks < reusable && this.store.has(keys[localBlocks] as string)) localBlocks++
+    timings.lookupMs = lap()
+    const fetched: Array<{ key: string, payload: Uint8Array, chunk: ParsedChunk }> = []
+    if (caching && this.remote != null && localBlocks < reusable) {
       try {
-        const res = await this.remote.fetchContinuation(keys.slice(0, reusable), chunks.length, { signal: options.signal })
+        const res = await this.remote.fetchContinuation(keys.slice(0, reusable), localBlocks, { signal: options.signal })
         report.bytesFetched = res.bytes
         report.peers = res.peers
         for (const payload of res.chunks) {
-          const i = chunks.length
+          const i = localBlocks + fetched.length
           const chunk = this.validChunk(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), tokens, i)
           if (chunk == null) break
-          chunks.push(chunk)
-          fetched.set(keys[i] as string, payload)
+          fetched.push({ key: keys[i] as string, payload, chunk })
         }
       } catch (err) {
         this.log?.error('fetching chunks from peers failed, computing instead: %s', (err as Error).message)
       }
     }
+    timings.fetchMs = lap()
 
-    // 2. restore the prefix (or start empty)
+    // 2. restore the prefix (or start empty): a hot assembled state, else chunks read, verified, assembled
     let restored = 0
     await engine.reset()
-    if (chunks.length > 0) {
+    const hot = fetched.length === 0 && localBlocks > 0 ? engine.states.get(keys[localBlocks - 1] as string) : undefined
+    if (hot != null) {
       try {
-        const state = assembleState(chunks, engine.layout)
-        parseState(state) // full validation before llama.cpp sees it: a bad file can abort the process
-        await engine.loadState(state)
-        restored = chunks.length
+        await engine.loadStateFile(hot)
+        restored = localBlocks
       } catch (err) {
-        this.log?.error('restoring %d cached blocks failed, computing instead: %s', chunks.length, (err as Error).message)
+        this.log?.error('a kept prefix state failed to load: %s', (err as Error).message)
+        await engine.states.drop(keys[localBlocks - 1] as string)
         await engine.reset()
-        fetched.clear()
       }
     }
+    if (restored === 0 && localBlocks + fetched.length > 0) {
+      const chunks: ParsedChunk[] = []
+      for (let i = 0; i < localBlocks; i++) {
+        const chunk = await this.localChunk(keys[i] as string, tokens, i)
+        if (chunk == null) break
+        chunks.push(chunk)
+      }
+      if (chunks.length < localBlocks) { localBlocks = chunks.length; fetched.length = 0 }
+      chunks.push(...fetched.map(f => f.chunk))
+      if (chunks.length > 0) {
+        const lastKey = keys[chunks.length - 1] as string
+        try {
+          const state = assembleState(chunks, engine.layout)
+          parseState(state) // full validation before llama.cpp sees it: a bad file can abort the process
+          const file = await engine.states.put(lastKey, state)
+          try {
+            await engine.loadStateFile(file)
+          } finally {
+            if (!engine.states.kept(file)) await rm(file, { force: true })
+          }
+          restored = chunks.length
+        } catch (err) {
+          this.log?.error('restoring %d cached blocks failed, computing instead: %s', chunks.length, (err as Error).message)
+          await engine.states.drop(lastKey)
+          await engine.reset()
+          fetched.length = 0
+        }
+      }
+    }
+    timings.restoreMs = lap()
     const restoredLocal = Math.min(restored, localBlocks)
     report.localTokens = restoredLocal * B
     report.remoteTokens = (restored - restoredLocal) * B
     report.reusedTokens = restored * B
     report.source = restored === 0 ? 'none' : restoredLocal === restored ? 'local' : restoredLocal === 0 ? 'remote' : 'mixed'
-    if (restored <= localBlocks) fetched.clear()
 
     // 3. evaluate the rest; SWA layers forget cells beyond the window, so save at least once per window
     const cut = new Map<string, Buffer>()
@@ -219,6 +249,7 @@ export class Pipeline {
         onToken: async (token, index) => {
           if (index === 0) {
             ttft = performance.now() - t0
+            timings.prefillMs = lap()
             await saveAndCut()
           }
           generated.push(token)
@@ -243,14 +274,15 @@ export class Pipeline {
     }
 
     // 5. keep what was computed or fetched, so it is reused here and shared onward
-    for (const [key, payload] of [...fetched, ...cut]) {
+    const keep = restored > localBlocks ? fetched.map(f => [f.key, f.payload] as const) : []
+    for (const [key, payload] of [...keep, ...cut]) {
       try {
         if (await this.store.put(key, payload)) report.storedChunks++
       } catch (err) {
         this.log?.error('storing chunk %s failed: %s', key, (err as Error).message)
       }
     }
-    return { text, tokens: generated, promptTokens: tokens.length, ttftMs: ttft, ttltMs: ttlt, finishReason, cache: report }
+    return { text, tokens: generated, promptTokens: tokens.length, ttftMs: ttft, ttltMs: ttlt, finishReason, cache: report, timings }
   }
 
   /** A stored chunk for block i of these tokens, or undefined (missing, corrupt, or not these tokens). */

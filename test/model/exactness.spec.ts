@@ -50,6 +50,7 @@ for (const shape of ['tiny-llama', 'tiny-gemma3'] as const) {
     beforeEach(async () => {
       // every case starts from an empty store
       for (const k of [...node.store.keys()]) await node.store.delete(k)
+      await node.engine.states.clear()
     })
 
     it('uses a model and prompts that exercise the cache (longer than the sliding window, context-dependent)', async () => {
@@ -75,6 +76,10 @@ for (const shape of ['tiny-llama', 'tiny-gemma3'] as const) {
         expect(second.cache.reusedTokens).to.equal(Math.floor((tokens.length - 1) / B) * B)
         expect(second.tokens).to.deep.equal(ref)
         expect(second.text).to.equal(first.text)
+        // the assembled prefix is now kept on tmpfs: a third run loads it directly, still exact
+        const third = await node.pipeline.runTokens(tokens, { maxTokens: MAX })
+        expect(third.cache.reusedTokens).to.equal(second.cache.reusedTokens)
+        expect(third.tokens).to.deep.equal(ref)
       })
     }
 
