@@ -17,6 +17,8 @@ export interface ApiInit {
   pipeline: Pipeline
   /** the `/status` document, assembled by the node */
   status: () => Record<string, unknown>
+  /** Prometheus text for GET /metrics */
+  metrics?: () => Promise<{ contentType: string, text: string }>
   /** model id shown in /v1/models and responses */
   modelId: string
   maxQueue?: number
@@ -41,6 +43,9 @@ export class ApiServer {
   private readonly init: ApiInit
   private readonly maxQueue: number
   private pending = 0
+
+  /** queries waiting for or running on the engine */
+  get queued (): number { return this.pending }
 
   constructor (init: ApiInit) {
     this.init = init
@@ -78,8 +83,16 @@ export class ApiServer {
     const route = `${req.method ?? 'GET'} ${url.pathname.replace(/\/+$/, '')}`
     switch (route) {
       case 'GET /status': return this.json(res, 200, this.init.status())
+      case 'GET /metrics': {
+        if (this.init.metrics == null) throw new ApiError(404, 'metrics are off', 'invalid_request_error', null, 'not_found')
+        const m = await this.init.metrics()
+        res.writeHead(200, { 'content-type': m.contentType })
+        res.end(m.text)
+        return
+      }
       case 'GET /v1/models': return this.json(res, 200, { object: 'list', data: [{ id: this.init.modelId, object: 'model', created: 0, owned_by: 'promptmesh' }] })
       case 'POST /v1/completions': return await this.completions(req, res)
+      case 'POST /v1/chat/completions': return await this.chat(req, res)
       default: throw new ApiError(404, `no route ${route}`, 'invalid_request_error', null, 'not_found')
     }
   }
@@ -110,12 +123,41 @@ export class ApiServer {
     })
   }
 
+  private async chat (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJson(req)
+    const messages = parseMessages(body.messages)
+    const options = queryOptions(body)
+    const { tokens, stop } = this.init.pipeline.engine.chatTokens(messages)
+    options.stop = [...(options.stop ?? []), ...stop]
+    const id = `chatcmpl-${randomUUID()}`
+    const created = Math.floor(Date.now() / 1000)
+    const model = this.init.modelId
+    if (body.stream === true) {
+      let first = true
+      return await this.stream(res, async onText => await this.run(tokens, { ...options, onText }), (text, finish) => {
+        const delta: Record<string, string> = first ? { role: 'assistant', content: text } : text === '' && finish != null ? {} : { content: text }
+        first = false
+        return { id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] }
+      })
+    }
+    const result = await this.run(tokens, options)
+    this.json(res, 200, {
+      id,
+      object: 'chat.completion',
+      created,
+      model,
+      choices: [{ index: 0, message: { role: 'assistant', content: result.text }, logprobs: null, finish_reason: result.finishReason }],
+      usage: usage(result),
+      promptmesh: cacheObject(result)
+    })
+  }
+
   /** Runs a query through the bounded queue. */
-  private async run (prompt: string, options: QueryOptions): Promise<QueryResult> {
+  private async run (prompt: string | number[], options: QueryOptions): Promise<QueryResult> {
     if (this.pending >= this.maxQueue) throw new ApiError(429, `the node is busy (${this.pending} queries queued); retry later`, 'rate_limit_error', null, 'queue_full')
     this.pending++
     try {
-      return await this.init.pipeline.run(prompt, options)
+      return typeof prompt === 'string' ? await this.init.pipeline.run(prompt, options) : await this.init.pipeline.runTokens(prompt, options)
     } finally {
       this.pending--
     }
@@ -193,6 +235,26 @@ export function queryOptions (body: Record<string, unknown>): QueryOptions {
     seed: seed != null ? Math.floor(seed) : undefined,
     stop: stop as string[] | undefined
   }
+}
+
+const ROLES = new Set(['system', 'developer', 'user', 'assistant'])
+
+function parseMessages (value: unknown): Array<{ role: 'system' | 'user' | 'assistant', content: string }> {
+  if (!Array.isArray(value) || value.length === 0) throw new ApiError(400, '`messages` must be a non-empty array', 'invalid_request_error', 'messages')
+  return value.map((m: unknown, i) => {
+    const msg = m as { role?: unknown, content?: unknown }
+    if (msg == null || typeof msg !== 'object' || typeof msg.role !== 'string' || !ROLES.has(msg.role)) {
+      throw new ApiError(400, `messages[${i}].role must be one of system, user, assistant`, 'invalid_request_error', `messages[${i}].role`)
+    }
+    // content may be a string or OpenAI's array of text parts
+    const content = typeof msg.content === 'string'
+      ? msg.content
+      : Array.isArray(msg.content) && msg.content.every((p: { type?: unknown, text?: unknown }) => p?.type === 'text' && typeof p.text === 'string')
+        ? msg.content.map((p: { text: string }) => p.text).join('')
+        : null
+    if (content == null) throw new ApiError(400, `messages[${i}].content must be a string or text parts`, 'invalid_request_error', `messages[${i}].content`)
+    return { role: msg.role === 'developer' ? 'system' : msg.role as 'system' | 'user' | 'assistant', content }
+  })
 }
 
 async function readJson (req: IncomingMessage): Promise<Record<string, unknown>> {

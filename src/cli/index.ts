@@ -4,6 +4,10 @@ import { UsageError } from './args.js'
 const USAGE = `promptmesh — distributed prompt caching for local LLMs
 
 Usage:
+  promptmesh start --model FILE [--data-dir DIR] [--api HOST:PORT] [--listen MULTIADDR] [--peer MULTIADDR] [--no-mdns]
+  promptmesh query [--api URL] [--max-tokens N] [--json] PROMPT
+  promptmesh status [--api URL] [--json]
+  promptmesh doctor [--api URL] [--json]
   promptmesh run --model FILE --cache-dir DIR [--max-tokens N] [--json] PROMPT
   promptmesh model synth --shape <tiny-llama|tiny-gemma3|gemma3-270m> --out FILE [--seed N]
 
@@ -12,6 +16,10 @@ Run 'promptmesh <command> --help' for a command's options.`
 type Command = (argv: string[]) => Promise<number>
 
 const commands: Record<string, () => Promise<Command>> = {
+  start: async () => (await import('./start.js')).startCommand,
+  query: async () => (await import('./query.js')).queryCommand,
+  status: async () => (await import('./status.js')).statusCommand,
+  doctor: async () => (await import('./doctor.js')).doctorCommand,
   run: async () => (await import('./run.js')).runCommand,
   model: async () => (await import('./model.js')).modelCommand
 }

@@ -3,14 +3,14 @@ import { createReadStream, existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { getLlama, LlamaLogLevel, resolveModelFile } from 'node-llama-cpp'
+import { getLlama, LlamaLogLevel, resolveChatWrapper, resolveModelFile } from 'node-llama-cpp'
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE, DEFAULT_STATE_TMP_DIR, DEFAULT_THREADS } from './constants.js'
 import { ModelLoadError, StateLoadError } from './errors.js'
 import { layoutOf, parseState } from './state-codec.js'
 import { StateFiles } from './state-files.js'
 import type { ParsedState, StateLayout } from './state-codec.js'
 import type { Logger } from '@libp2p/interface'
-import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp'
+import type { ChatHistoryItem, Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp'
 
 export interface EngineInit {
   /** a GGUF path, or (with internet) an `hf:` URI / URL resolved by node-llama-cpp's downloader */
@@ -179,6 +179,21 @@ export class Engine {
     const tokens = this.model.tokenize(text, false) as number[]
     const bos = this.model.tokens.bos as number | null
     return bos != null && this.model.tokens.shouldPrependBosToken ? [bos, ...tokens] : tokens
+  }
+
+  /**
+   * Chat messages to prompt tokens through the model's chat template (node-llama-cpp's chat wrappers),
+   * ending with the assistant's turn opened. Also returns the texts that end the assistant's turn.
+   */
+  chatTokens (messages: Array<{ role: 'system' | 'user' | 'assistant', content: string }>): { tokens: number[], stop: string[] } {
+    const wrapper = resolveChatWrapper(this.model)
+    const history: ChatHistoryItem[] = messages.map(m => m.role === 'assistant'
+      ? { type: 'model', response: [m.content] }
+      : { type: m.role, text: m.content })
+    history.push({ type: 'model', response: [] })
+    const { contextText, stopGenerationTriggers } = wrapper.generateContextState({ chatHistory: history })
+    const stop = stopGenerationTriggers.map(t => t.toString()).filter(t => t.length > 0)
+    return { tokens: contextText.tokenize(this.model.tokenizer) as number[], stop }
   }
 
   detokenize (tokens: readonly number[]): string { return this.model.detokenize(tokens as Token[]) }

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import { rm } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
 import { blockKeys, reusableBlocks } from '../cache/keys.js'
@@ -84,6 +85,8 @@ export interface PipelineInit {
  * the new chunks. Any cache failure falls back to computing: never a wrong answer.
  */
 export class Pipeline {
+  /** 'query' after every answered query (metrics, logs) */
+  readonly events = new EventEmitter<{ query: [QueryResult] }>()
   readonly engine: Engine
   readonly store: ChunkStore
   readonly blockTokens: number
@@ -110,7 +113,9 @@ export class Pipeline {
     if (tokens.length + maxTokens > this.engine.contextSize) {
       throw new PromptTooLongError(`prompt of ${tokens.length} tokens plus ${maxTokens} to generate exceeds the context size ${this.engine.contextSize}`)
     }
-    return await this.engine.lock(async () => await this.answer(tokens, maxTokens, options, t0))
+    const result = await this.engine.lock(async () => await this.answer(tokens, maxTokens, options, t0))
+    this.events.emit('query', result)
+    return result
   }
 
   private async answer (tokens: number[], maxTokens: number, options: QueryOptions, t0: number): Promise<QueryResult> {

@@ -1,0 +1,55 @@
+import { flag, parse, str } from './args.js'
+import { DEFAULT_API_URL } from './defaults.js'
+
+const USAGE = `promptmesh status [--api URL] [--json]
+
+Shows a running node: its identity and addresses, its peers with their catalogs, and its cache.`
+
+interface Status {
+  peerId: string
+  addresses: string[]
+  modelFingerprint: string
+  peers: Array<{ peerId: string, connected: boolean, catalog: { entries: number, seq: number, ageMs: number, falsePositives: number } | null }>
+  cache: { chunks: number, bytes: number, maxBytes: number, evictions: number }
+}
+
+export async function fetchJson (url: string, key?: string): Promise<unknown> {
+  let response: Response
+  try {
+    response = await fetch(url, { headers: key != null ? { authorization: `Bearer ${key}` } : {}, signal: AbortSignal.timeout(10_000) })
+  } catch (err) {
+    throw new Error(`cannot reach a node at ${url}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message} (is 'promptmesh start' running? see --api)`)
+  }
+  const body = await response.json().catch(() => ({})) as { error?: { message?: string } }
+  if (!response.ok) throw new Error(`${url} answered ${response.status}: ${body?.error?.message ?? response.statusText}`)
+  return body
+}
+
+const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`
+const age = (ms: number): string => ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`
+
+export async function statusCommand (argv: string[]): Promise<number> {
+  const p = parse(argv, { api: { type: 'string' }, 'api-key': { type: 'string' }, json: { type: 'boolean' } }, USAGE)
+  if (flag(p, 'help')) { process.stdout.write(`${USAGE}\n`); return 0 }
+  const api = (str(p, 'api') ?? process.env.PROMPTMESH_API ?? DEFAULT_API_URL).replace(/\/+$/, '')
+  const s = await fetchJson(`${api}/status`, str(p, 'api-key') ?? process.env.PROMPTMESH_API_KEY) as Status
+  if (flag(p, 'json')) { process.stdout.write(`${JSON.stringify(s)}\n`); return 0 }
+  const lines = [
+    `node         ${s.peerId}`,
+    `model        ${s.modelFingerprint.slice(0, 16)}… (fingerprint)`,
+    ...s.addresses.map((a, i) => `${i === 0 ? 'addresses   ' : '            '} ${a}`),
+    `cache        ${s.cache.chunks} chunks, ${mb(s.cache.bytes)} of ${mb(s.cache.maxBytes)}, ${s.cache.evictions} evicted`,
+    '',
+    `peers (${s.peers.length})`
+  ]
+  if (s.peers.length === 0) lines.push('  none yet: see `promptmesh doctor` if peers should be there')
+  else {
+    lines.push(`  ${'peer'.padEnd(54)}${'link'.padEnd(10)}${'chunks'.padStart(8)}${'seq'.padStart(16)}${'age'.padStart(10)}${'false +'.padStart(9)}`)
+    for (const peer of s.peers) {
+      const c = peer.catalog
+      lines.push(`  ${peer.peerId.padEnd(54)}${(peer.connected ? 'connected' : 'gone').padEnd(10)}${(c == null ? '-' : String(c.entries)).padStart(8)}${(c == null ? '-' : String(c.seq)).padStart(16)}${(c == null ? 'no catalog' : age(c.ageMs)).padStart(10)}${(c == null ? '-' : String(c.falsePositives)).padStart(9)}`)
+    }
+  }
+  process.stdout.write(`${lines.join('\n')}\n`)
+  return 0
+}

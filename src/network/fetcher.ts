@@ -1,0 +1,195 @@
+import { InvalidParametersError } from '@libp2p/interface'
+import { DEFAULT_FETCH_CHUNKS_PER_REQUEST, DEFAULT_FETCH_TIMEOUT_MS } from './constants.js'
+import type { Catalog } from '../catalog/index.js'
+import type { RemoteChunkSource, RemoteFetchResult } from '../pipeline/pipeline.js'
+import type { KvTransfer } from '../transfer/index.js'
+import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
+
+export interface MeshFetcherInit {
+  catalog: Pick<Catalog, 'peersWith' | 'recordFalsePositive'>
+  transfer: Pick<KvTransfer, 'fetch' | 'maxChunksPerRequest'>
+  /**
+   * total deadline of one fetchContinuation
+   * @default 10000
+   */
+  timeoutMs?: number
+  /**
+   * keys asked of one peer in one request (capped by the transfer's own limit)
+   * @default 64
+   */
+  maxChunksPerRequest?: number
+  logger?: ComponentLogger
+}
+
+export interface MeshFetcherStats {
+  /** fetchContinuation calls */
+  fetches: number
+  /** requests sent to peers */
+  requests: number
+  /** requests that delivered no chunk (every key NOT_FOUND/ERROR, or the request failed) */
+  emptyRequests: number
+  /** requests that ended in an error (verification, protocol, dial, timeout) */
+  failedRequests: number
+  /** keys a peer's catalog claimed but the peer did not have */
+  falsePositives: number
+  /** chunks and bytes returned to callers (the contiguous prefix) */
+  chunks: number
+  bytes: number
+  /** fetches cut short by the deadline */
+  deadlines: number
+}
+
+/** One planned request: consecutive indices [start, end) asked of one peer. */
+interface Run {
+  peer: string
+  start: number
+  end: number
+}
+
+interface Got {
+  bytes: Uint8Array
+  peer: string
+}
+
+const EMPTY: RemoteFetchResult = { chunks: [], bytes: 0, peers: [] }
+
+/**
+ * The pipeline's view of the mesh: fetches the longest possible continuation keys[from..] from peers.
+ *
+ * Plan: each key's candidates are the peers whose catalog may hold it (a peer whose catalog says no is
+ * never asked); the continuation ends at the first key nobody claims. Runs are cut greedily: at the
+ * first unassigned key, the peer claiming the longest run from there gets it (ties: the peer with
+ * fewer runs so far, so parallel runs spread over peers). All runs are fetched in parallel. Keys that
+ * were not delivered (NOT_FOUND, which also counts a catalog false positive, ERROR, or a failed
+ * request, after which that peer is not asked again in this call) are re-planned once with the
+ * remaining candidates. The result is the delivered prefix.
+ */
+export class MeshFetcher implements RemoteChunkSource {
+  private readonly catalog: MeshFetcherInit['catalog']
+  private readonly transfer: MeshFetcherInit['transfer']
+  private readonly timeoutMs: number
+  private readonly maxChunksPerRequest: number
+  private readonly log?: Logger
+  private readonly counters: MeshFetcherStats = {
+    fetches: 0, requests: 0, emptyRequests: 0, failedRequests: 0, falsePositives: 0, chunks: 0, bytes: 0, deadlines: 0
+  }
+
+  constructor (init: MeshFetcherInit) {
+    this.catalog = init.catalog
+    this.transfer = init.transfer
+    this.timeoutMs = init.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS
+    this.maxChunksPerRequest = Math.min(init.maxChunksPerRequest ?? DEFAULT_FETCH_CHUNKS_PER_REQUEST, init.transfer.maxChunksPerRequest)
+    this.log = init.logger?.forComponent('promptmesh:network:fetcher')
+    if (!(this.timeoutMs > 0)) throw new InvalidParametersError('timeoutMs must be positive')
+    if (!(this.maxChunksPerRequest >= 1)) throw new InvalidParametersError('maxChunksPerRequest must be ≥ 1')
+  }
+
+  stats (): MeshFetcherStats {
+    return { ...this.counters }
+  }
+
+  readonly fetchContinuation = async (keys: string[], from: number, options: { signal?: AbortSignal } = {}): Promise<RemoteFetchResult> => {
+    options.signal?.throwIfAborted()
+    this.counters.fetches++
+    const wanted = keys.slice(from)
+
+    // candidates per key, up to the first key nobody claims
+    const peerIds = new Map<string, PeerId>()
+    const candidates: string[][] = []
+    for (const key of wanted) {
+      const peers = this.catalog.peersWith(key)
+      if (peers.length === 0) break
+      candidates.push(peers.map((p) => {
+        const id = p.toString()
+        peerIds.set(id, p)
+        return id
+      }))
+    }
+    if (candidates.length === 0) return EMPTY
+
+    const deadline = AbortSignal.timeout(this.timeoutMs)
+    const signal = options.signal == null ? deadline : AbortSignal.any([options.signal, deadline])
+    const got: Array<Got | undefined> = new Array(candidates.length).fill(undefined)
+    const refused = candidates.map(() => new Set<string>())
+    const failed = new Set<string>()
+
+    for (let round = 0; round < 2 && !signal.aborted; round++) {
+      const runs = this.plan(candidates, got, refused, failed)
+      if (runs.length === 0) break
+      this.log?.trace('round %d: %s', round, runs.map((r) => `${r.peer.slice(-6)}[${r.start},${r.end})`).join(' '))
+      await Promise.all(runs.map(async (run) => { await this.fetchRun(run, wanted, from, peerIds, got, refused, failed, signal) }))
+    }
+    if (options.signal?.aborted === true) throw options.signal.reason
+    if (deadline.aborted) this.counters.deadlines++
+
+    const chunks: Uint8Array[] = []
+    const peers = new Set<string>()
+    let bytes = 0
+    for (const g of got) {
+      if (g == null) break
+      chunks.push(g.bytes)
+      peers.add(g.peer)
+      bytes += g.bytes.byteLength
+    }
+    this.counters.chunks += chunks.length
+    this.counters.bytes += bytes
+    return { chunks, bytes, peers: [...peers] }
+  }
+
+  /** Greedy longest-run plan over the keys still missing, up to the first one no usable peer claims. */
+  private plan (candidates: string[][], got: Array<Got | undefined>, refused: Array<Set<string>>, failed: Set<string>): Run[] {
+    const usable = (i: number, peer: string): boolean => !failed.has(peer) && !(refused[i] as Set<string>).has(peer)
+    const runs: Run[] = []
+    const load = new Map<string, number>()
+    let i = 0
+    while (i < candidates.length) {
+      if (got[i] != null) { i++; continue }
+      const here = (candidates[i] as string[]).filter((p) => usable(i, p))
+      // nobody left for this key: the continuation cannot get past it
+      if (here.length === 0) break
+      let best: Run | undefined
+      for (const peer of here) {
+        let end = i + 1
+        while (end < candidates.length && end - i < this.maxChunksPerRequest && got[end] == null &&
+          (candidates[end] as string[]).includes(peer) && usable(end, peer)) end++
+        const better = best == null || end > best.end ||
+          (end === best.end && (load.get(peer) ?? 0) < (load.get(best.peer) ?? 0))
+        if (better) best = { peer, start: i, end }
+      }
+      const run = best as Run
+      runs.push(run)
+      load.set(run.peer, (load.get(run.peer) ?? 0) + 1)
+      i = run.end
+    }
+    return runs
+  }
+
+  private async fetchRun (run: Run, wanted: string[], from: number, peerIds: Map<string, PeerId>, got: Array<Got | undefined>,
+    refused: Array<Set<string>>, failed: Set<string>, signal: AbortSignal): Promise<void> {
+    this.counters.requests++
+    const keys = wanted.slice(run.start, run.end)
+    let delivered = 0
+    let i = run.start
+    try {
+      for await (const answer of this.transfer.fetch(peerIds.get(run.peer) as PeerId, keys, { signal })) {
+        if (answer.status === 'found') {
+          got[i] = { bytes: answer.bytes, peer: run.peer }
+          delivered++
+        } else {
+          refused[i]?.add(run.peer)
+          if (answer.status === 'not-found') {
+            this.counters.falsePositives++
+            this.catalog.recordFalsePositive(run.peer)
+          }
+        }
+        i++
+      }
+    } catch (err) {
+      // verification failure, rejection, protocol error, dial failure or deadline: done with this peer
+      this.counters.failedRequests++
+      failed.add(run.peer)
+      this.log?.('request to %s for keys %d..%d failed after %d: %s', run.peer, from + run.start, from + run.end - 1, delivered, (err as Error)?.message)
+    }
+    if (delivered === 0) this.counters.emptyRequests++
+  }
+}

@@ -1,0 +1,110 @@
+import { join } from 'node:path'
+import { ApiServer } from '../api/server.js'
+import { NodeMetrics } from '../metrics/metrics.js'
+import { createMeshNode } from '../network/index.js'
+import { openLocalNode } from './local.js'
+import type { LocalNode, LocalNodeInit } from './local.js'
+import type { MeshNode } from '../network/index.js'
+
+export interface PromptmeshNodeInit extends Omit<LocalNodeInit, 'cacheDir'> {
+  /** identity (`peer-key`) and chunk store (`cache/`) live here */
+  dataDir: string
+  /** @default `<dataDir>/cache` */
+  cacheDir?: string
+  /** @default ['/ip4/0.0.0.0/tcp/0'] */
+  listen?: string[]
+  peers?: string[]
+  /** @default true */
+  mdns?: boolean
+  /** API host and port; omit to run without an API */
+  api?: { host: string, port: number }
+  apiKey?: string
+  maxQueue?: number
+}
+
+/** A running promptmesh node: engine, store, pipeline, libp2p mesh and HTTP API. */
+export interface PromptmeshNode {
+  local: LocalNode
+  mesh: MeshNode
+  api?: ApiServer
+  apiUrl?: string
+  metrics: NodeMetrics
+  status: () => NodeStatus
+  stop: () => Promise<void>
+}
+
+export interface NodeStatus extends Record<string, unknown> {
+  peerId: string
+  addresses: string[]
+  modelFingerprint: string
+  peers: Array<{ peerId: string, connected: boolean, catalog: { entries: number, seq: number, ageMs: number, falsePositives: number } | null }>
+  cache: { chunks: number, bytes: number, maxBytes: number, evictions: number }
+}
+
+export async function startNode (init: PromptmeshNodeInit): Promise<PromptmeshNode> {
+  const local = await openLocalNode({ ...init, cacheDir: init.cacheDir ?? join(init.dataDir, 'cache') })
+  let mesh: MeshNode | undefined
+  let api: ApiServer | undefined
+  try {
+    mesh = await createMeshNode({
+      modelFingerprint: local.engine.fingerprint,
+      store: local.store,
+      dataDir: init.dataDir,
+      listen: init.listen,
+      peers: init.peers,
+      mdns: init.mdns ?? true,
+      logger: init.logger
+    })
+    local.pipeline.remote = mesh.fetcher
+    const m = mesh
+    const status = (): NodeStatus => {
+      const connected = new Set(m.connectedPeers().map(p => p.toString()))
+      const catalogs = new Map(m.catalog.peers().map(c => [c.peerId, c]))
+      const ids = new Set([...connected, ...catalogs.keys()])
+      const stats = local.store.stats()
+      return {
+        peerId: m.peerId.toString(),
+        addresses: m.getMultiaddrs().map(a => a.toString()),
+        modelFingerprint: local.engine.fingerprint,
+        peers: [...ids].sort().map(peerId => {
+          const c = catalogs.get(peerId)
+          return { peerId, connected: connected.has(peerId), catalog: c == null ? null : { entries: c.entries, seq: c.seq, ageMs: c.ageMs, falsePositives: c.falsePositives } }
+        }),
+        cache: { chunks: stats.chunks, bytes: stats.bytes, maxBytes: stats.maxBytes, evictions: stats.evictions }
+      }
+    }
+    const metrics = new NodeMetrics({
+      store: () => local.store.stats(),
+      transfer: () => m.transfer.stats(),
+      catalog: () => m.catalog.stats(),
+      fetcher: () => m.fetcher.stats(),
+      peers: () => m.connectedPeers().length,
+      queue: () => api?.queued ?? 0
+    })
+    local.pipeline.events.on('query', res => metrics.observe(res))
+    let apiUrl: string | undefined
+    if (init.api != null) {
+      api = new ApiServer({ pipeline: local.pipeline, status, metrics: async () => ({ contentType: metrics.contentType, text: await metrics.text() }), modelId: local.engine.info.path.split('/').pop() ?? 'model', apiKey: init.apiKey, maxQueue: init.maxQueue, log: init.logger.forComponent('promptmesh:api') })
+      apiUrl = await api.listen(init.api.host, init.api.port)
+    }
+    const a = api
+    return {
+      local,
+      mesh: m,
+      api: a,
+      apiUrl,
+      metrics,
+      status,
+      stop: async () => {
+        await a?.close()
+        await m.stop()
+        await local.close()
+      }
+    }
+  } catch (err) {
+    await api?.close()
+    await mesh?.stop()
+    await local.close()
+    throw err
+  }
+}
