@@ -123,6 +123,11 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
    * verification is removed (and reported through `onCorrupt`) instead of being returned.
    */
   async get (key: string): Promise<Buffer | undefined> {
+    return (await this.getWithDigest(key))?.bytes
+  }
+
+  /** Like get, with the payload's SHA-256 (already checked against it), so servers need not hash again. */
+  async getWithDigest (key: string): Promise<{ bytes: Buffer, sha256: Buffer } | undefined> {
     if (!this.index.has(key)) return undefined
     let file: Buffer
     try {
@@ -133,9 +138,9 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
       return undefined
     }
     try {
-      const payload = decodeChunkFile(file)
+      const bytes = decodeChunkFile(file)
       this.touch(key)
-      return payload
+      return { bytes, sha256: file.subarray(8, 40) }
     } catch (err) {
       this.corruptRemoved++
       this.log?.error('removing corrupt chunk %s: %s', key, (err as Error).message)

@@ -1,5 +1,6 @@
 import { defaultLogger } from '@libp2p/logger'
-import { startNode } from '../node/node.js'
+import { startNode, STRATEGIES } from '../node/node.js'
+import type { Strategy } from '../node/node.js'
 import { bytes, flag, int, parse, str, UsageError } from './args.js'
 import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_DATA_DIR } from './defaults.js'
 import type { Parsed } from './args.js'
@@ -17,6 +18,8 @@ Options:
   --listen MULTIADDR      libp2p listen address, repeatable (default /ip4/0.0.0.0/tcp/0)
   --peer MULTIADDR        static peer (…/p2p/<peer id>), repeatable: a fallback where mDNS cannot work
   --no-mdns               do not discover peers by mDNS
+  --strategy S            catalog (default), broadcast, local or none: what the testnet compares
+  --no-adaptive-fetch     always fetch what peers hold, even when computing looks faster
   --cache-max-bytes SIZE  chunk store budget, e.g. 2G (default 2G)
   --block-tokens N        tokens per cached block (default 32; every node of a mesh must agree)
   --threads N             evaluation threads (default min(4, cores))
@@ -49,12 +52,18 @@ export async function startCommand (argv: string[]): Promise<number> {
     'cache-max-bytes': { type: 'string' },
     'block-tokens': { type: 'string' },
     threads: { type: 'string' },
-    'context-size': { type: 'string' }
+    'context-size': { type: 'string' },
+    strategy: { type: 'string' },
+    'no-adaptive-fetch': { type: 'boolean' }
   }, USAGE)
   if (flag(p, 'help')) { process.stdout.write(`${USAGE}\n`); return 0 }
   const model = str(p, 'model')
   if (model == null) throw new UsageError(`--model is required\n\n${USAGE}`)
+  const strategy = str(p, 'strategy') ?? 'catalog'
+  if (!(STRATEGIES as readonly string[]).includes(strategy)) throw new UsageError(`--strategy must be one of ${STRATEGIES.join(', ')}`)
   const node = await startNode({
+    strategy: strategy as Strategy,
+    adaptiveFetch: !flag(p, 'no-adaptive-fetch'),
     model,
     dataDir: str(p, 'data-dir') ?? DEFAULT_DATA_DIR,
     api: apiAddress(p),
@@ -76,6 +85,7 @@ export async function startCommand (argv: string[]): Promise<number> {
     ...s.addresses.map((a, i) => `${i === 0 ? 'listening   ' : '            '} ${a}`),
     `api          ${node.apiUrl ?? '(off)'}`,
     `mdns         ${flag(p, 'no-mdns') ? 'off' : 'on'}`,
+    `strategy     ${strategy}`,
     `cache        ${s.cache.chunks} chunks, ${(s.cache.bytes / 1e6).toFixed(1)} MB`,
     ''
   ].join('\n'))

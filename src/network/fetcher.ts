@@ -7,6 +7,14 @@ import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
 
 export interface MeshFetcherInit {
   catalog: Pick<Catalog, 'peersWith' | 'recordFalsePositive'>
+  /**
+   * `catalog`: ask only peers whose catalog may hold a key (promptmesh). `broadcast`: no catalog, ask the
+   * connected peers in turn (the baseline the testnet compares against).
+   * @default 'catalog'
+   */
+  mode?: 'catalog' | 'broadcast'
+  /** connected peers, for `broadcast` */
+  peers?: () => PeerId[]
   transfer: Pick<KvTransfer, 'fetch' | 'maxChunksPerRequest'>
   /**
    * total deadline of one fetchContinuation
@@ -51,7 +59,7 @@ interface Got {
   peer: string
 }
 
-const EMPTY: RemoteFetchResult = { chunks: [], bytes: 0, peers: [] }
+const EMPTY: RemoteFetchResult = { chunks: [], bytes: 0, peers: [], requests: 0, emptyRequests: 0 }
 
 /**
  * The pipeline's view of the mesh: fetches the longest possible continuation keys[from..] from peers.
@@ -70,6 +78,10 @@ export class MeshFetcher implements RemoteChunkSource {
   private readonly timeoutMs: number
   private readonly maxChunksPerRequest: number
   private readonly log?: Logger
+  private readonly mode: 'catalog' | 'broadcast'
+  private readonly peers: () => PeerId[]
+  /** bytes per ms of recent requests, per peer (exponentially weighted) */
+  private readonly speed = new Map<string, number>()
   private readonly counters: MeshFetcherStats = {
     fetches: 0, requests: 0, emptyRequests: 0, failedRequests: 0, falsePositives: 0, chunks: 0, bytes: 0, deadlines: 0
   }
@@ -80,6 +92,8 @@ export class MeshFetcher implements RemoteChunkSource {
     this.timeoutMs = init.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS
     this.maxChunksPerRequest = Math.min(init.maxChunksPerRequest ?? DEFAULT_FETCH_CHUNKS_PER_REQUEST, init.transfer.maxChunksPerRequest)
     this.log = init.logger?.forComponent('promptmesh:network:fetcher')
+    this.mode = init.mode ?? 'catalog'
+    this.peers = init.peers ?? (() => [])
     if (!(this.timeoutMs > 0)) throw new InvalidParametersError('timeoutMs must be positive')
     if (!(this.maxChunksPerRequest >= 1)) throw new InvalidParametersError('maxChunksPerRequest must be ≥ 1')
   }
@@ -88,16 +102,33 @@ export class MeshFetcher implements RemoteChunkSource {
     return { ...this.counters }
   }
 
-  readonly fetchContinuation = async (keys: string[], from: number, options: { signal?: AbortSignal } = {}): Promise<RemoteFetchResult> => {
+  /** How many of keys[from..] some peer claims, in a row (what a fetch could bring at best). */
+  claimable (keys: string[], from: number): number {
+    if (this.mode === 'broadcast') return this.peers().length > 0 ? keys.length - from : 0
+    let n = 0
+    while (from + n < keys.length && this.catalog.peersWith(keys[from + n] as string).length > 0) n++
+    return n
+  }
+
+  /** Expected transfer speed in bytes per ms from the peers that would be asked (undefined: not measured yet). */
+  throughput (keys: string[], from: number): number | undefined {
+    const peers = this.mode === 'broadcast' ? this.peers() : (keys[from] != null ? this.catalog.peersWith(keys[from] as string) : [])
+    const known = peers.map(p => this.speed.get(p.toString())).filter((v): v is number => v != null)
+    return known.length === 0 ? undefined : Math.max(...known)
+  }
+
+  readonly fetchContinuation = async (keys: string[], from: number, options: { signal?: AbortSignal, deadlineMs?: number } = {}): Promise<RemoteFetchResult> => {
     options.signal?.throwIfAborted()
     this.counters.fetches++
     const wanted = keys.slice(from)
+    const before = { requests: this.counters.requests, empty: this.counters.emptyRequests }
 
-    // candidates per key, up to the first key nobody claims
+    // candidates per key, up to the first key nobody claims (broadcast: every connected peer, in turn)
     const peerIds = new Map<string, PeerId>()
     const candidates: string[][] = []
+    const everyone = this.mode === 'broadcast' ? this.peers() : []
     for (const key of wanted) {
-      const peers = this.catalog.peersWith(key)
+      const peers = this.mode === 'broadcast' ? everyone : this.catalog.peersWith(key)
       if (peers.length === 0) break
       candidates.push(peers.map((p) => {
         const id = p.toString()
@@ -107,13 +138,15 @@ export class MeshFetcher implements RemoteChunkSource {
     }
     if (candidates.length === 0) return EMPTY
 
-    const deadline = AbortSignal.timeout(this.timeoutMs)
+    const deadline = AbortSignal.timeout(Math.max(1, Math.min(this.timeoutMs, options.deadlineMs ?? Infinity)))
     const signal = options.signal == null ? deadline : AbortSignal.any([options.signal, deadline])
     const got: Array<Got | undefined> = new Array(candidates.length).fill(undefined)
     const refused = candidates.map(() => new Set<string>())
     const failed = new Set<string>()
 
-    for (let round = 0; round < 2 && !signal.aborted; round++) {
+    // broadcast asks peer after peer; with catalogs one re-plan is enough
+    const rounds = this.mode === 'broadcast' ? Math.max(1, everyone.length) : 2
+    for (let round = 0; round < rounds && !signal.aborted; round++) {
       const runs = this.plan(candidates, got, refused, failed)
       if (runs.length === 0) break
       this.log?.trace('round %d: %s', round, runs.map((r) => `${r.peer.slice(-6)}[${r.start},${r.end})`).join(' '))
@@ -133,7 +166,7 @@ export class MeshFetcher implements RemoteChunkSource {
     }
     this.counters.chunks += chunks.length
     this.counters.bytes += bytes
-    return { chunks, bytes, peers: [...peers] }
+    return { chunks, bytes, peers: [...peers], requests: this.counters.requests - before.requests, emptyRequests: this.counters.emptyRequests - before.empty }
   }
 
   /** Greedy longest-run plan over the keys still missing, up to the first one no usable peer claims. */
@@ -169,15 +202,18 @@ export class MeshFetcher implements RemoteChunkSource {
     this.counters.requests++
     const keys = wanted.slice(run.start, run.end)
     let delivered = 0
+    let deliveredBytes = 0
+    const started = Date.now()
     let i = run.start
     try {
       for await (const answer of this.transfer.fetch(peerIds.get(run.peer) as PeerId, keys, { signal })) {
         if (answer.status === 'found') {
           got[i] = { bytes: answer.bytes, peer: run.peer }
           delivered++
+          deliveredBytes += answer.bytes.byteLength
         } else {
           refused[i]?.add(run.peer)
-          if (answer.status === 'not-found') {
+          if (answer.status === 'not-found' && this.mode === 'catalog') {
             this.counters.falsePositives++
             this.catalog.recordFalsePositive(run.peer)
           }
@@ -191,5 +227,11 @@ export class MeshFetcher implements RemoteChunkSource {
       this.log?.('request to %s for keys %d..%d failed after %d: %s', run.peer, from + run.start, from + run.end - 1, delivered, (err as Error)?.message)
     }
     if (delivered === 0) this.counters.emptyRequests++
+    // transfer speed including request latency: what the next fetch from this peer will likely see
+    if (deliveredBytes > 0) {
+      const sample = deliveredBytes / Math.max(1, Date.now() - started)
+      const prev = this.speed.get(run.peer)
+      this.speed.set(run.peer, prev == null ? sample : prev * 0.7 + sample * 0.3)
+    }
   }
 }

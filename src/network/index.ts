@@ -62,7 +62,7 @@ export interface MeshNodeInit {
   mdnsIntervalMs?: number
   catalog?: Omit<CatalogInit, 'modelFingerprint' | 'provider'>
   transfer?: Omit<KvTransferInit, 'modelFingerprint' | 'provider'>
-  fetcher?: Omit<MeshFetcherInit, 'catalog' | 'transfer' | 'logger'>
+  fetcher?: Omit<MeshFetcherInit, 'catalog' | 'transfer' | 'logger' | 'peers'>
   /** @default true */
   start?: boolean
   logger?: ComponentLogger

@@ -75,6 +75,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshNode> {
     ...init.fetcher,
     catalog: libp2p.services.catalog,
     transfer: libp2p.services.kv,
+    peers: () => libp2p.getPeers(),
     logger: libp2p.logger
   })
   const node = new MeshNodeImpl(libp2p, fetcher)

@@ -8,6 +8,10 @@ export interface LocalNodeInit extends Omit<EngineInit, 'log'> {
   cacheDir: string
   cacheMaxBytes?: number
   blockTokens?: number
+  /** false: the `none` strategy, no chunk is read or written @default true */
+  cache?: boolean
+  /** fetch from peers only when it is expected to beat computing @default true */
+  adaptiveFetch?: boolean
   logger: ComponentLogger
 }
 
@@ -22,6 +26,6 @@ export interface LocalNode {
 export async function openLocalNode (init: LocalNodeInit): Promise<LocalNode> {
   const store = await ChunkStore.open({ dir: init.cacheDir, maxBytes: init.cacheMaxBytes, log: init.logger.forComponent('promptmesh:store') })
   const engine = await Engine.load({ ...init, log: init.logger.forComponent('promptmesh:engine') })
-  const pipeline = new Pipeline({ engine, store, blockTokens: init.blockTokens, log: init.logger.forComponent('promptmesh:pipeline') })
+  const pipeline = new Pipeline({ engine, store, blockTokens: init.blockTokens, cache: init.cache, adaptive: init.adaptiveFetch, log: init.logger.forComponent('promptmesh:pipeline') })
   return { engine, store, pipeline, close: async () => { await engine.close() } }
 }

@@ -4,6 +4,7 @@ import { NodeMetrics } from '../metrics/metrics.js'
 import { createMeshNode } from '../network/index.js'
 import { openLocalNode } from './local.js'
 import type { LocalNode, LocalNodeInit } from './local.js'
+import type { ChunkStore } from '../cache/chunk-store.js'
 import type { MeshNode } from '../network/index.js'
 
 export interface PromptmeshNodeInit extends Omit<LocalNodeInit, 'cacheDir'> {
@@ -20,7 +21,16 @@ export interface PromptmeshNodeInit extends Omit<LocalNodeInit, 'cacheDir'> {
   api?: { host: string, port: number }
   apiKey?: string
   maxQueue?: number
+  /**
+   * `catalog` (promptmesh), `broadcast` (peers asked in turn, no catalog), `local` (own cache only),
+   * `none` (no cache): the strategies the testnet compares
+   * @default 'catalog'
+   */
+  strategy?: Strategy
 }
+
+export type Strategy = 'none' | 'local' | 'broadcast' | 'catalog'
+export const STRATEGIES: readonly Strategy[] = ['none', 'local', 'broadcast', 'catalog']
 
 /** A running promptmesh node: engine, store, pipeline, libp2p mesh and HTTP API. */
 export interface PromptmeshNode {
@@ -42,20 +52,22 @@ export interface NodeStatus extends Record<string, unknown> {
 }
 
 export async function startNode (init: PromptmeshNodeInit): Promise<PromptmeshNode> {
-  const local = await openLocalNode({ ...init, cacheDir: init.cacheDir ?? join(init.dataDir, 'cache') })
+  const strategy = init.strategy ?? 'catalog'
+  const local = await openLocalNode({ ...init, cache: strategy !== 'none', cacheDir: init.cacheDir ?? join(init.dataDir, 'cache') })
   let mesh: MeshNode | undefined
   let api: ApiServer | undefined
   try {
     mesh = await createMeshNode({
       modelFingerprint: local.engine.fingerprint,
-      store: local.store,
+      store: process.env.PROMPTMESH_FAULT === 'corrupt-served-chunks' ? corruptingServer(local.store) : local.store,
       dataDir: init.dataDir,
       listen: init.listen,
       peers: init.peers,
       mdns: init.mdns ?? true,
+      fetcher: { mode: strategy === 'broadcast' ? 'broadcast' : 'catalog' },
       logger: init.logger
     })
-    local.pipeline.remote = mesh.fetcher
+    if (strategy === 'catalog' || strategy === 'broadcast') local.pipeline.remote = mesh.fetcher
     const m = mesh
     const status = (): NodeStatus => {
       const connected = new Set(m.connectedPeers().map(p => p.toString()))
@@ -107,4 +119,27 @@ export async function startNode (init: PromptmeshNodeInit): Promise<PromptmeshNo
     await local.close()
     throw err
   }
+}
+
+/**
+ * Fault injection for tests (PROMPTMESH_FAULT=corrupt-served-chunks): serves every chunk with one bit
+ * flipped but the digest of the intact bytes, as a chunk damaged on the wire would arrive.
+ */
+function corruptingServer (store: ChunkStore): ChunkStore {
+  return new Proxy(store, {
+    get (target, prop, receiver) {
+      if (prop === 'get') return async (key: string) => (await target.getWithDigest(key))?.bytes
+      if (prop === 'getWithDigest') {
+        return async (key: string) => {
+          const found = await target.getWithDigest(key)
+          if (found == null) return undefined
+          const bytes = Buffer.from(found.bytes)
+          bytes.writeUInt8(bytes.readUInt8(bytes.length >> 1) ^ 0x10, bytes.length >> 1)
+          return { bytes, sha256: found.sha256 }
+        }
+      }
+      const value = Reflect.get(target, prop, receiver)
+      return typeof value === 'function' ? value.bind(target) : value
+    }
+  })
 }

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
 import { blockKeys, reusableBlocks } from '../cache/keys.js'
 import { DEFAULT_BLOCK_TOKENS } from '../cache/constants.js'
-import { assembleState, cutBlock, parseChunk, parseState } from '../engine/state-codec.js'
+import { assembleState, chunkBytesFor, cutBlock, parseChunk, parseState } from '../engine/state-codec.js'
 import { DEFAULT_MAX_TOKENS } from '../engine/constants.js'
 import { PromptTooLongError } from './errors.js'
 import type { ChunkStore } from '../cache/chunk-store.js'
@@ -26,6 +26,11 @@ export interface CacheReport {
   remoteTokens: number
   /** new chunks written to the store by this query */
   storedChunks: number
+  /** chunk requests sent to peers, and those that found nothing */
+  requests: number
+  emptyRequests: number
+  /** peers might have had more, but computing was expected to be faster (adaptive fetching) */
+  fetchSkipped: boolean
 }
 
 export interface QueryResult {
@@ -63,11 +68,19 @@ export interface RemoteFetchResult {
   chunks: Uint8Array[]
   bytes: number
   peers: string[]
+  /** requests sent to peers, and those that delivered nothing */
+  requests?: number
+  emptyRequests?: number
 }
 
-/** What the pipeline needs from the mesh (issue 3); absent on a single node. */
+/** What the pipeline needs from the mesh; absent on a single node. */
 export interface RemoteChunkSource {
-  fetchContinuation: (keys: string[], from: number, options: { signal?: AbortSignal }) => Promise<RemoteFetchResult>
+  /** fetches keys[from..] in order; gives up at `deadlineMs` and returns what arrived */
+  fetchContinuation: (keys: string[], from: number, options: { signal?: AbortSignal, deadlineMs?: number }) => Promise<RemoteFetchResult>
+  /** how many of keys[from..] some peer may hold, in a row */
+  claimable?: (keys: string[], from: number) => number
+  /** measured bytes per ms from the peers that would be asked; undefined until measured */
+  throughput?: (keys: string[], from: number) => number | undefined
 }
 
 export interface PipelineInit {
@@ -76,6 +89,17 @@ export interface PipelineInit {
   /** @default 32 */
   blockTokens?: number
   remote?: RemoteChunkSource
+  /**
+   * false: never read or write chunks (the `none` strategy)
+   * @default true
+   */
+  cache?: boolean
+  /**
+   * fetch from peers only while that is expected to beat computing (measured prefill speed vs
+   * measured transfer speed), and never for longer than computing would take
+   * @default true
+   */
+  adaptive?: boolean
   log?: Logger
 }
 
@@ -91,13 +115,19 @@ export class Pipeline {
   readonly store: ChunkStore
   readonly blockTokens: number
   remote?: RemoteChunkSource
+  readonly cache: boolean
+  readonly adaptive: boolean
   private readonly log?: Logger
+  /** measured prefill cost, ms per token (exponentially weighted); undefined until the first query */
+  private msPerToken?: number
 
   constructor (init: PipelineInit) {
     this.engine = init.engine
     this.store = init.store
     this.blockTokens = init.blockTokens ?? DEFAULT_BLOCK_TOKENS
     this.remote = init.remote
+    this.cache = init.cache ?? true
+    this.adaptive = init.adaptive ?? true
     this.log = init.log
   }
 
@@ -121,10 +151,10 @@ export class Pipeline {
   private async answer (tokens: number[], maxTokens: number, options: QueryOptions, t0: number): Promise<QueryResult> {
     const B = this.blockTokens
     const engine = this.engine
-    const caching = options.noCache !== true && engine.layout != null
+    const caching = this.cache && options.noCache !== true && engine.layout != null
     const keys = caching ? blockKeys(engine.fingerprint, tokens, B) : []
     const reusable = Math.min(keys.length, reusableBlocks(tokens.length, B))
-    const report: CacheReport = { source: 'none', reusedTokens: 0, bytesFetched: 0, peers: [], localTokens: 0, remoteTokens: 0, storedChunks: 0 }
+    const report: CacheReport = { source: 'none', reusedTokens: 0, bytesFetched: 0, peers: [], localTokens: 0, remoteTokens: 0, storedChunks: 0, requests: 0, emptyRequests: 0, fetchSkipped: false }
 
     // 1. longest prefix: the local chain (index only), then peers for the continuation
     const timings = { lookupMs: 0, fetchMs: 0, restoreMs: 0, prefillMs: 0 }
@@ -134,11 +164,15 @@ export class Pipeline {
     while (localBlocks < reusable && this.store.has(keys[localBlocks] as string)) localBlocks++
     timings.lookupMs = lap()
     const fetched: Array<{ key: string, payload: Uint8Array, chunk: ParsedChunk }> = []
-    if (caching && this.remote != null && localBlocks < reusable) {
+    const budget = caching && this.remote != null && localBlocks < reusable ? this.fetchBudget(keys.slice(0, reusable), localBlocks) : 0
+    report.fetchSkipped = budget <= 0 && caching && this.remote != null && localBlocks < reusable && (this.remote.claimable?.(keys.slice(0, reusable), localBlocks) ?? 1) > 0
+    if (budget > 0 && this.remote != null) {
       try {
-        const res = await this.remote.fetchContinuation(keys.slice(0, reusable), localBlocks, { signal: options.signal })
+        const res = await this.remote.fetchContinuation(keys.slice(0, reusable), localBlocks, { signal: options.signal, deadlineMs: Number.isFinite(budget) ? budget : undefined })
         report.bytesFetched = res.bytes
         report.peers = res.peers
+        report.requests = res.requests ?? 0
+        report.emptyRequests = res.emptyRequests ?? 0
         for (const payload of res.chunks) {
           const i = localBlocks + fetched.length
           const chunk = this.validChunk(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), tokens, i)
@@ -255,6 +289,7 @@ export class Pipeline {
           if (index === 0) {
             ttft = performance.now() - t0
             timings.prefillMs = lap()
+            this.learnPrefill(tokens.length - restored * B, timings.prefillMs)
             await saveAndCut()
           }
           generated.push(token)
@@ -288,6 +323,28 @@ export class Pipeline {
       }
     }
     return { text, tokens: generated, promptTokens: tokens.length, ttftMs: ttft, ttltMs: ttlt, finishReason, cache: report, timings }
+  }
+
+  /**
+   * How long a fetch of keys[from..] may take (ms): Infinity when nothing is measured yet, 0 when
+   * computing the blocks peers could give is expected to be faster than moving them.
+   */
+  private fetchBudget (keys: string[], from: number): number {
+    if (!this.adaptive || this.msPerToken == null) return Infinity
+    const blocks = this.remote?.claimable?.(keys, from) ?? keys.length - from
+    if (blocks <= 0) return 0
+    const computeMs = blocks * this.blockTokens * this.msPerToken
+    const speed = this.remote?.throughput?.(keys, from)
+    const chunkBytes = this.engine.layout != null ? chunkBytesFor(this.engine.layout, this.blockTokens) : 0
+    if (speed != null && chunkBytes > 0 && blocks * chunkBytes / speed > computeMs) return 0
+    // even when it looked worth it, a fetch never runs longer than computing would have taken
+    return computeMs
+  }
+
+  private learnPrefill (tokens: number, ms: number): void {
+    if (tokens < this.blockTokens) return // a few tokens say little about the prefill rate
+    const sample = ms / tokens
+    this.msPerToken = this.msPerToken == null ? sample : this.msPerToken * 0.7 + sample * 0.3
   }
 
   /** A stored chunk for block i of these tokens, or undefined (missing, corrupt, or not these tokens). */

@@ -38,9 +38,11 @@ describe('mesh of three nodes (root: network namespace)', function () {
   const query = async (node: CliNode, prompt: string): Promise<any> => await cliJson(ns as NetNamespace, ['query', '--api', node.api, '--max-tokens', MAX, '--json', prompt])
   const status = async (node: CliNode): Promise<any> => await cliJson(ns as NetNamespace, ['status', '--api', node.api, '--json'])
   const metrics = async (node: CliNode): Promise<string> => await (ns as NetNamespace).exec('curl', ['-s', `${node.api}/metrics`])
-  const start = async (name: string, port: number): Promise<CliNode> => await startCliNode(ns as NetNamespace, [
-    '--model', model, '--data-dir', join(dir, name), '--api', `127.0.0.1:${port}`, '--listen', '/ip4/127.0.0.1/tcp/0', '--threads', '1'
-  ])
+  const start = async (name: string, port: number, env: Record<string, string> = {}): Promise<CliNode> => await startCliNode(ns as NetNamespace, [
+    '--model', model, '--data-dir', join(dir, name), '--api', `127.0.0.1:${port}`, '--listen', '/ip4/127.0.0.1/tcp/0', '--threads', '1',
+    // a tiny model computes faster than any fetch: these tests are about fetching, so always fetch
+    '--no-adaptive-fetch'
+  ], env)
 
   before(async function () {
     const reason = await netnsUnavailable()
@@ -93,16 +95,34 @@ describe('mesh of three nodes (root: network namespace)', function () {
     expect(again.tokens).to.deep.equal(res.tokens)
   })
 
+  it('rejects chunks corrupted on the wire and still answers correctly', async () => {
+    const [, , c] = nodes as [CliNode, CliNode, CliNode]
+    // D flips a bit in every chunk it serves, after the digest was taken: as if damaged in transit
+    const d = await start('d', 18_104, { PROMPTMESH_FAULT: 'corrupt-served-chunks' })
+    nodes.push(d)
+    const prefix = 'Few-shot examples about geology that only node D has computed. Rocks form in layers over time. '.repeat(3)
+    await query(d, `${prefix}What is basalt?`)
+    const dChunks = (await status(d)).cache.chunks
+    await waitUntil('D\'s catalog to reach C', async () => (await status(c)).peers.some((p: any) => p.peerId === d.peerId && p.catalog?.entries >= dChunks))
+    const prompt = `${prefix}What is granite?`
+    const res = await query(c, prompt)
+    expect(res.cache.source, JSON.stringify(res.cache)).to.equal('none')
+    expect(res.cache.requests, JSON.stringify(res.cache)).to.be.greaterThan(0)
+    expect(res.tokens).to.deep.equal(await cold(prompt))
+    expect(counter(await metrics(c), 'promptmesh_kv_verification_failures_total')).to.be.greaterThan(0)
+    await d.stop()
+  })
+
   it('still answers correctly when the serving peer is killed mid-transfer', async () => {
     const [a, b] = nodes as [CliNode, CliNode, CliNode]
-    const prefix = 'Completely new few-shot examples about chemistry that only node B has computed so far. '.repeat(6)
+    const prefix = 'Completely new few-shot examples about chemistry that only node B has computed so far. '.repeat(10)
     await query(b, `${prefix}What is an acid?`)
     const bChunks = (await status(b)).cache.chunks
     await waitUntil('B\'s catalog to reach A', async () => (await status(a)).peers.some((p: any) => p.peerId === b.peerId && p.catalog?.entries >= bChunks))
     // a Wi-Fi-slow loopback so that the transfer takes seconds, then B dies in the middle of it
     // (tbf drops packets larger than its bucket: loopback's 64 KiB MTU goes down to Ethernet's first)
     await (ns as NetNamespace).exec('ip', ['link', 'set', 'lo', 'mtu', '1500'])
-    await (ns as NetNamespace).exec('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', '1mbit', 'burst', '16kb', 'latency', '500ms'])
+    await (ns as NetNamespace).exec('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', '512kbit', 'burst', '16kb', 'latency', '500ms'])
     try {
       const before = counter(await metrics(a), 'promptmesh_kv_bytes_received_total')
       const prompt = `${prefix}What is a base?`

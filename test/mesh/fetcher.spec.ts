@@ -77,7 +77,7 @@ describe('mesh fetcher', function () {
     hold(b, 1, 12)
     await known(client, b, 1, 12)
     const result = await client.node.fetcher.fetchContinuation(keys, 0, {})
-    expect(result).to.deep.equal({ chunks: [], bytes: 0, peers: [] })
+    expect(result).to.deep.equal({ chunks: [], bytes: 0, peers: [], requests: 0, emptyRequests: 0 })
     expect(b.node.transfer.stats().requestsServed).to.equal(0)
   })
 
