@@ -1,19 +1,27 @@
 import { SHAPES, synthesizeModel } from '../model/synth.js'
 import type { ShapeName } from '../model/synth.js'
-import { int, parse, required, UsageError } from './args.js'
+import { defaultModelsDir, downloadModel } from '../engine/engine.js'
+import { int, parse, required, str, UsageError } from './args.js'
 
 const SYNTH_USAGE = `promptmesh model synth --shape <${Object.keys(SHAPES).join('|')}> --out FILE [--seed N]
 
 Writes a deterministic synthetic GGUF model. Its weights are pseudo-random: it produces meaningless
 text and exists to test and measure promptmesh where no real weights can be downloaded.`
 
-const USAGE = `promptmesh model <synth> ...
+const PULL_USAGE = `promptmesh model pull <hf:USER/REPO:QUANT | hf:USER/REPO/FILE.gguf | URL> [--dir DIR]
 
-  ${SYNTH_USAGE.split('\n')[0] ?? ''}`
+Downloads a GGUF model (with a progress bar) into DIR (default ${defaultModelsDir()}) and prints its
+path, for 'promptmesh start --model PATH'. Needs internet; 'start' pulls its model by itself too.`
+
+const USAGE = `promptmesh model <synth|pull> ...
+
+  ${SYNTH_USAGE.split('\n')[0] ?? ''}
+  ${PULL_USAGE.split('\n')[0] ?? ''}`
 
 export async function modelCommand (argv: string[]): Promise<number> {
   const [sub, ...rest] = argv
   if (sub === 'synth') return await synth(rest)
+  if (sub === 'pull') return await pull(rest)
   throw new UsageError(`unknown model command ${JSON.stringify(sub ?? '')}\n\n${USAGE}`)
 }
 
@@ -38,5 +46,16 @@ async function synth (argv: string[]): Promise<number> {
   })
   if (process.stderr.isTTY) process.stderr.write('\n')
   process.stdout.write(`${res.path} (${shape}, ${(res.bytes / 1e6).toFixed(1)} MB, seed ${seed ?? 1})\n`)
+  return 0
+}
+
+async function pull (argv: string[]): Promise<number> {
+  const p = parse(argv, { dir: { type: 'string' } }, PULL_USAGE)
+  if (p.values.help === true) { process.stdout.write(`${PULL_USAGE}\n`); return 0 }
+  const uri = p.positionals[0]
+  if (uri == null || p.positionals.length !== 1) throw new UsageError(`one model URI is required\n\n${PULL_USAGE}`)
+  if (!/^(hf:|https?:\/\/)/.test(uri)) throw new UsageError(`${JSON.stringify(uri)} is not a hf: URI or an http(s) URL\n\n${PULL_USAGE}`)
+  const path = await downloadModel(uri, str(p, 'dir') ?? defaultModelsDir(), process.stderr.isTTY)
+  process.stdout.write(`${path}\n`)
   return 0
 }

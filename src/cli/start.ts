@@ -1,17 +1,24 @@
+import { join } from 'node:path'
 import { defaultLogger } from '@libp2p/logger'
 import { startNode, STRATEGIES } from '../node/node.js'
 import type { Strategy } from '../node/node.js'
-import { bytes, flag, int, parse, str, UsageError } from './args.js'
-import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_DATA_DIR } from './defaults.js'
+import { bytes, flag, int, parseWithConfig, str, UsageError } from './args.js'
+import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_DATA_DIR, DEFAULT_MODEL } from './defaults.js'
 import type { Parsed } from './args.js'
+import type { ParseArgsConfig } from 'node:util'
 
 const USAGE = `promptmesh start --model FILE [--data-dir DIR] [options]
 
 Runs a mesh node: finds peers on the LAN by mDNS, shares its KV-chunk catalog, serves and fetches
 chunks, and answers OpenAI-compatible HTTP requests.
 
+Every option may also be set as PROMPTMESH_<OPTION> (e.g. PROMPTMESH_DATA_DIR, lists comma-separated)
+or in a JSON config file given with --config FILE or PROMPTMESH_CONFIG (keys are option names).
+
 Options:
-  --model FILE            GGUF model (or hf:USER/REPO/FILE with internet)
+  --model FILE|URI        GGUF model path, or hf:USER/REPO:QUANT / a URL, downloaded once into
+                          <data-dir>/models (default ${DEFAULT_MODEL}: Gemma-3 270M, as in the paper)
+  --config FILE           JSON file of options
   --data-dir DIR          identity and chunk store (default ${DEFAULT_DATA_DIR})
   --api HOST:PORT         HTTP API address (default ${DEFAULT_API_HOST}:${DEFAULT_API_PORT}; 0.0.0.0:8080 for the LAN)
   --api-key KEY           require 'Authorization: Bearer KEY' on the API
@@ -40,32 +47,36 @@ function list (p: Parsed, name: string): string[] | undefined {
   return Array.isArray(v) ? v : undefined
 }
 
+/** Options of `start`: also the keys of its config file and the PROMPTMESH_* variables. */
+export const START_OPTIONS = {
+  model: { type: 'string' },
+  'data-dir': { type: 'string' },
+  api: { type: 'string' },
+  'api-key': { type: 'string' },
+  listen: { type: 'string', multiple: true },
+  peer: { type: 'string', multiple: true },
+  'no-mdns': { type: 'boolean' },
+  'cache-max-bytes': { type: 'string' },
+  'block-tokens': { type: 'string' },
+  threads: { type: 'string' },
+  'context-size': { type: 'string' },
+  strategy: { type: 'string' },
+  'no-adaptive-fetch': { type: 'boolean' }
+} as const satisfies NonNullable<ParseArgsConfig['options']>
+
 export async function startCommand (argv: string[]): Promise<number> {
-  const p = parse(argv, {
-    model: { type: 'string' },
-    'data-dir': { type: 'string' },
-    api: { type: 'string' },
-    'api-key': { type: 'string' },
-    listen: { type: 'string', multiple: true },
-    peer: { type: 'string', multiple: true },
-    'no-mdns': { type: 'boolean' },
-    'cache-max-bytes': { type: 'string' },
-    'block-tokens': { type: 'string' },
-    threads: { type: 'string' },
-    'context-size': { type: 'string' },
-    strategy: { type: 'string' },
-    'no-adaptive-fetch': { type: 'boolean' }
-  }, USAGE)
+  const p = await parseWithConfig(argv, START_OPTIONS, USAGE)
   if (flag(p, 'help')) { process.stdout.write(`${USAGE}\n`); return 0 }
-  const model = str(p, 'model')
-  if (model == null) throw new UsageError(`--model is required\n\n${USAGE}`)
+  const model = str(p, 'model') ?? DEFAULT_MODEL
+  const dataDir = str(p, 'data-dir') ?? DEFAULT_DATA_DIR
   const strategy = str(p, 'strategy') ?? 'catalog'
   if (!(STRATEGIES as readonly string[]).includes(strategy)) throw new UsageError(`--strategy must be one of ${STRATEGIES.join(', ')}`)
   const node = await startNode({
     strategy: strategy as Strategy,
     adaptiveFetch: !flag(p, 'no-adaptive-fetch'),
     model,
-    dataDir: str(p, 'data-dir') ?? DEFAULT_DATA_DIR,
+    dataDir,
+    modelsDir: join(dataDir, 'models'),
     api: apiAddress(p),
     apiKey: str(p, 'api-key') ?? process.env.PROMPTMESH_API_KEY,
     listen: list(p, 'listen'),

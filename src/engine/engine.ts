@@ -282,15 +282,23 @@ export class Engine {
   }
 }
 
+/**
+ * Resolves a hf: URI or URL through node-llama-cpp's downloader (resumable, with a progress bar when
+ * `progress`), reusing a file already in `dir`. Returns the local path.
+ */
+export async function downloadModel (uri: string, dir: string, progress: boolean): Promise<string> {
+  try {
+    return await resolveModelFile(uri, { directory: dir, cli: progress })
+  } catch (err) {
+    const e = err as Error & { cause?: Error }
+    const why = e.cause?.message ?? e.message
+    throw new ModelLoadError(`cannot download ${uri}: ${why}. Without internet, copy a GGUF file to this machine and pass its path with --model (or try 'promptmesh model synth' to test with a synthetic model)`)
+  }
+}
+
 async function resolveModelPath (init: EngineInit): Promise<string> {
   const ref = init.model
-  if (/^(hf:|https?:)/.test(ref)) {
-    try {
-      return await resolveModelFile(ref, { directory: init.modelsDir ?? defaultModelsDir(), cli: init.progress ?? false })
-    } catch (err) {
-      throw new ModelLoadError(`cannot download ${ref}: ${(err as Error).message}`)
-    }
-  }
+  if (/^(hf:|https?:)/.test(ref)) return await downloadModel(ref, init.modelsDir ?? defaultModelsDir(), init.progress ?? false)
   try {
     const st = await stat(ref)
     if (!st.isFile()) throw new Error('not a file')
