@@ -10,48 +10,25 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { parseArgs } from 'node:util'
 import { defaultLogger } from '@libp2p/logger'
-import { synthesizedModel } from '../src/model/cached.js'
 import { openLocalNode } from '../src/node/local.js'
-import { loadMmlu, syntheticPrompts } from '../src/workload/mmlu.js'
-import type { ShapeName } from '../src/model/synth.js'
+import { mean, median, pad, workload } from './common.js'
+import type { MmluPrompt } from '../src/workload/mmlu.js'
 
-const { values } = parseArgs({
-  options: {
-    mmlu: { type: 'string' },
-    subjects: { type: 'string', default: '4' },
-    questions: { type: 'string', default: '4' },
-    shape: { type: 'string', default: 'gemma3-270m' },
-    model: { type: 'string' },
-    threads: { type: 'string', default: '2' },
-    'block-tokens': { type: 'string', default: '32' }
-  }
-})
-const subjects = Number(values.subjects)
-const questions = Number(values.questions)
-const prompts = values.mmlu != null
-  ? await loadMmlu(values.mmlu, { subjects, questionsPerSubject: questions + 1 })
-  : syntheticPrompts(subjects, questions + 1)
-const model = values.model ?? await synthesizedModel(values.shape as ShapeName)
+const { values, bySubject, model, label } = await workload({ subjects: '4', questions: '4' }, { 'block-tokens': { type: 'string', default: '32' } })
 const cacheDir = await mkdtemp(join(tmpdir(), 'pm-bench-engine-'))
 const node = await openLocalNode({ model, cacheDir, threads: Number(values.threads), blockTokens: Number(values['block-tokens']), contextSize: 4096, logger: defaultLogger() })
 const { engine, pipeline } = node
 
 interface Row { subject: string, promptTokens: number, reusedTokens: number, coldMs: number, hitMs: number, suffixMs: number, repeatMs: number, exact: boolean, lookupMs: number, restoreMs: number }
 const rows: Row[] = []
-const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
-// this VM sometimes stalls a CPU for ~0.5 s: medians are the robust figure, means are shown too
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length === 0 ? 0 : ((s[Math.floor((s.length - 1) / 2)] as number) + (s[Math.ceil((s.length - 1) / 2)] as number)) / 2 }
 
 try {
   // one warm-up query so that lazy allocations do not land in the first measurement
   await pipeline.run('warm up the engine', { maxTokens: 1, noCache: true })
-  const bySubject = new Map<string, typeof prompts>()
-  for (const p of prompts) bySubject.set(p.subject, [...(bySubject.get(p.subject) ?? []), p])
   for (const [subject, qs] of bySubject) {
     // the first question of a subject fills the cache with the shared 5-shot prefix
-    await pipeline.run((qs[0] as typeof prompts[0]).prompt, { maxTokens: 1 })
+    await pipeline.run((qs[0] as MmluPrompt).prompt, { maxTokens: 1 })
     for (const q of qs.slice(1)) {
       const tokens = engine.tokenize(q.prompt)
       const cold = await pipeline.runTokens(tokens, { maxTokens: 4, noCache: true })
@@ -75,8 +52,7 @@ try {
   await rm(cacheDir, { recursive: true, force: true })
 }
 
-const pad = (s: string | number, n: number): string => String(s).padStart(n)
-console.log(`engine benchmark: ${values.mmlu != null ? `MMLU 5-shot from ${values.mmlu}` : 'synthetic 5-shot prompts'}, model ${values.model ?? values.shape}, ${values.threads} threads`)
+console.log(`engine benchmark: ${label}`)
 console.log(`${'subject'.padEnd(34)}${pad('prompt', 7)}${pad('reused', 7)}${pad('cold ms', 9)}${pad('hit ms', 8)}${pad('suffix ms', 10)}${pad('hit/cold', 9)}${pad('hit/sfx', 8)}${pad('restore', 8)}${pad('repeat', 8)} exact`)
 for (const r of rows) {
   console.log(`${r.subject.slice(0, 33).padEnd(34)}${pad(r.promptTokens, 7)}${pad(r.reusedTokens, 7)}${pad(r.coldMs.toFixed(1), 9)}${pad(r.hitMs.toFixed(1), 8)}${pad(r.suffixMs.toFixed(1), 10)}${pad((r.hitMs / r.coldMs).toFixed(3), 9)}${pad((r.hitMs / r.suffixMs).toFixed(2), 8)}${pad(r.restoreMs.toFixed(1), 8)}${pad(r.repeatMs.toFixed(1), 8)} ${String(r.exact)}`)

@@ -11,35 +11,16 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { parseArgs } from 'node:util'
 import { defaultLogger } from '@libp2p/logger'
-import { synthesizedModel } from '../src/model/cached.js'
 import { startNode } from '../src/node/node.js'
-import { loadMmlu, syntheticPrompts } from '../src/workload/mmlu.js'
-import type { ShapeName } from '../src/model/synth.js'
+import { mean, median, pad, workload } from './common.js'
+import type { MmluPrompt } from '../src/workload/mmlu.js'
 import type { PromptmeshNode } from '../src/node/node.js'
 
-const { values } = parseArgs({
-  options: {
-    mmlu: { type: 'string' },
-    subjects: { type: 'string', default: '3' },
-    questions: { type: 'string', default: '3' },
-    shape: { type: 'string', default: 'gemma3-270m' },
-    model: { type: 'string' },
-    threads: { type: 'string', default: '2' },
-    'transfer-chunks': { type: 'string', default: '64' }
-  }
-})
-const subjects = Number(values.subjects)
-const questions = Number(values.questions)
-const prompts = values.mmlu != null
-  ? await loadMmlu(values.mmlu, { subjects, questionsPerSubject: questions + 1 })
-  : syntheticPrompts(subjects, questions + 1)
-const model = values.model ?? await synthesizedModel(values.shape as ShapeName)
+const { values, bySubject, model, label } = await workload({ subjects: '3', questions: '3' }, { 'transfer-chunks': { type: 'string', default: '64' } })
 const dirs = [await mkdtemp(join(tmpdir(), 'pm-bench-a-')), await mkdtemp(join(tmpdir(), 'pm-bench-b-'))]
-const common = { model, threads: Number(values.threads), contextSize: 4096, listen: ['/ip4/127.0.0.1/tcp/0'], mdns: false, logger: defaultLogger() }
-const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length === 0 ? 0 : (s[Math.floor((s.length - 1) / 2)] as number + (s[Math.ceil((s.length - 1) / 2)] as number)) / 2 }
+// adaptive fetching off: this measures the remote path itself, even where computing would win
+const common = { model, threads: Number(values.threads), contextSize: 4096, listen: ['/ip4/127.0.0.1/tcp/0'], mdns: false, adaptiveFetch: false, logger: defaultLogger() }
 
 async function until (what: string, ok: () => boolean, ms = 30_000): Promise<void> {
   const end = Date.now() + ms
@@ -67,9 +48,7 @@ try {
   await b.local.pipeline.run('warm up the engine', { maxTokens: 1, noCache: true })
 
   // node A answers the first question of each subject: it now holds each 5-shot prefix
-  const bySubject = new Map<string, typeof prompts>()
-  for (const p of prompts) bySubject.set(p.subject, [...(bySubject.get(p.subject) ?? []), p])
-  for (const qs of bySubject.values()) await a.local.pipeline.run((qs[0] as typeof prompts[0]).prompt, { maxTokens: 1 })
+  for (const qs of bySubject.values()) await a.local.pipeline.run((qs[0] as MmluPrompt).prompt, { maxTokens: 1 })
   await a.mesh.catalog.publish()
   await until('A\'s catalog to reach B', () => (b.mesh.catalog.peers().find(p => p.peerId === aId)?.entries ?? 0) >= a.local.store.count)
 
@@ -116,8 +95,7 @@ try {
   for (const d of dirs) await rm(d, { recursive: true, force: true })
 }
 
-const pad = (s: string | number, n: number): string => String(s).padStart(n)
-console.log(`mesh benchmark: 2 nodes on loopback, ${values.mmlu != null ? `MMLU 5-shot from ${values.mmlu}` : 'synthetic 5-shot prompts'}, model ${values.model ?? values.shape}, ${values.threads} threads`)
+console.log(`mesh benchmark: 2 nodes on loopback, ${label}`)
 console.log(`chunk transfer: ${throughputMBps.toFixed(0)} MB/s (median of 3 × ${(transferBytes / 1e6).toFixed(1)} MB)`)
 console.log(`${'subject'.padEnd(28)}${pad('prompt', 7)}${pad('reused', 7)}${pad('MB', 6)}${pad('cold', 8)}${pad('local', 8)}${pad('remote', 8)}${pad('predicted', 10)}${pad('rem/pred', 9)} exact`)
 for (const r of rows) {
