@@ -271,6 +271,7 @@ export class Pipeline {
     // 4. generate; the first token is out before the final save, so TTFT does not pay for it
     let ttft = 0
     let text = ''
+    let streamed = 0
     let finishReason: QueryResult['finishReason'] = 'length'
     const generated: number[] = []
     const stopAt = options.stop?.filter(s => s.length > 0) ?? []
@@ -295,9 +296,10 @@ export class Pipeline {
           generated.push(token)
           const full = engine.detokenize(generated)
           const hit = stopAt.map(s => full.indexOf(s, Math.max(0, text.length - s.length))).filter(i => i >= 0).sort((a, b) => a - b)[0]
-          const upTo = hit ?? full.length
-          if (upTo > text.length) options.onText?.(full.slice(text.length, upTo))
-          text = full.slice(0, Math.max(upTo, text.length))
+          text = hit != null ? full.slice(0, hit) : full
+          // stream only what cannot turn out to be the start of a stop string
+          const safe = hit != null ? text.length : text.length - heldBack(text, stopAt)
+          if (safe > streamed) { options.onText?.(text.slice(streamed, safe)); streamed = safe }
           if (hit != null) { finishReason = 'stop'; controller.abort(new StopReached()) }
         }
       })
@@ -307,6 +309,7 @@ export class Pipeline {
     } finally {
       options.signal?.removeEventListener('abort', onAbort)
     }
+    if (text.length > streamed) options.onText?.(text.slice(streamed))
     const ttlt = performance.now() - t0
     if (generated.length === 0) {
       ttft = ttlt
@@ -368,6 +371,17 @@ export class Pipeline {
       return undefined
     }
   }
+}
+
+/** Length of the longest end of `text` that begins one of the stop strings. */
+function heldBack (text: string, stops: string[]): number {
+  let n = 0
+  for (const stop of stops) {
+    for (let k = Math.min(stop.length - 1, text.length); k > n; k--) {
+      if (text.endsWith(stop.slice(0, k))) { n = k; break }
+    }
+  }
+  return n
 }
 
 class StopReached extends Error {

@@ -91,6 +91,10 @@ describe('OpenAI-compatible API (in-process node, no mDNS)', function () {
     const stopped = await client.completions.create({ model: 'any', prompt, max_tokens: 12, stop })
     expect(stopped.choices[0]?.text).to.equal(text.slice(0, text.indexOf(stop)))
     expect(stopped.choices[0]?.finish_reason).to.equal('stop')
+    // streaming never leaks the start of the stop string before it is known to be one
+    let streamed = ''
+    for await (const chunk of await client.completions.create({ model: 'any', prompt, max_tokens: 12, stop, stream: true })) streamed += chunk.choices[0]?.text ?? ''
+    expect(streamed).to.equal(stopped.choices[0]?.text)
     const s1 = await client.completions.create({ model: 'any', prompt, max_tokens: 12, temperature: 1, seed: 7 })
     const s2 = await client.completions.create({ model: 'any', prompt, max_tokens: 12, temperature: 1, seed: 7 })
     expect(s1.choices[0]?.text).to.equal(s2.choices[0]?.text)
