@@ -11,6 +11,7 @@ export interface CatalogMessage {
   hashes: number
   seed: number
   filter: Uint8Array<ArrayBuffer>
+  publisher: Uint8Array<ArrayBuffer>
 }
 
 export namespace CatalogMessage {
@@ -58,6 +59,11 @@ export namespace CatalogMessage {
           w.bytes(obj.filter)
         }
 
+        if ((obj.publisher != null && obj.publisher.byteLength > 0)) {
+          w.uint32(66)
+          w.bytes(obj.publisher)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -69,7 +75,8 @@ export namespace CatalogMessage {
           bits: 0,
           hashes: 0,
           seed: 0,
-          filter: uint8ArrayAlloc(0)
+          filter: uint8ArrayAlloc(0),
+          publisher: uint8ArrayAlloc(0)
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -104,6 +111,10 @@ export namespace CatalogMessage {
             }
             case 7: {
               obj.filter = reader.bytes()
+              break
+            }
+            case 8: {
+              obj.publisher = reader.bytes()
               break
             }
             default: {
@@ -170,6 +181,13 @@ export namespace CatalogMessage {
               }
               break
             }
+            case 8: {
+              yield {
+                field: `${prefix}.publisher`,
+                value: reader.bytes()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -217,6 +235,11 @@ export namespace CatalogMessage {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface CatalogMessagePublisherFieldEvent {
+    field: '$.publisher'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<CatalogMessage>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, CatalogMessage.codec())
   }
@@ -225,7 +248,7 @@ export namespace CatalogMessage {
     return decodeMessage(buf, CatalogMessage.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CatalogMessage>): Generator<CatalogMessageFingerprintFieldEvent | CatalogMessageSeqFieldEvent | CatalogMessageEntriesFieldEvent | CatalogMessageBitsFieldEvent | CatalogMessageHashesFieldEvent | CatalogMessageSeedFieldEvent | CatalogMessageFilterFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CatalogMessage>): Generator<CatalogMessageFingerprintFieldEvent | CatalogMessageSeqFieldEvent | CatalogMessageEntriesFieldEvent | CatalogMessageBitsFieldEvent | CatalogMessageHashesFieldEvent | CatalogMessageSeedFieldEvent | CatalogMessageFilterFieldEvent | CatalogMessagePublisherFieldEvent> {
     return streamMessage(buf, CatalogMessage.codec(), opts)
   }
 }

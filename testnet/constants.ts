@@ -11,6 +11,11 @@ export const DEFAULT_QUESTIONS_PER_SUBJECT = 6
 /** Prompts longer than this are left out (MMLU has 5-shot prompts of up to ~13,000 characters; the context is 4,096 tokens). */
 export const DEFAULT_MAX_PROMPT_CHARS = 8_000
 export const DEFAULT_SHAPE = 'gemma3-270m'
+/**
+ * Evaluation threads per node. One: N nodes share this machine's cores, and llama.cpp threads that
+ * wait at a barrier for a preempted sibling made timings erratic (several × slower) under load.
+ */
+export const DEFAULT_THREADS = 1
 export const STRATEGIES = ['none', 'local', 'broadcast', 'catalog'] as const
 export type Strategy = typeof STRATEGIES[number]
 

@@ -21,7 +21,7 @@ export interface Profile {
   linkMbit?: number
   /** per chunk request on top of the bytes: RTT and stream setup (used by the simulation only) */
   requestOverheadMs: number
-  /** evaluation threads per node (1 under a quota: no thread waits on another that was throttled) */
+  /** evaluation threads per node (default DEFAULT_THREADS) */
   threads?: number
   /** the assumptions behind the numbers, with sources */
   assumptions: string[]
@@ -35,7 +35,6 @@ const PI_ZERO_2W: Profile = {
   assumedDecodeTokPerS: 2,
   linkMbit: 25,
   requestOverheadMs: 15,
-  threads: 1,
   assumptions: [
     'Hardware: Broadcom RP3A0, 4 × Cortex-A53 at 1 GHz, 512 MB LPDDR2, 802.11n 2.4 GHz single stream (Raspberry Pi Zero 2 W product brief, raspberrypi.com).',
     'Decode ≈ 2 tok/s: SmolLM-360M Q4_K_M (~210 MB) generates 2.6 tok/s on a Pi Zero 2W with a purpose-built engine ' +
@@ -95,7 +94,6 @@ export function resolveProfile (name: ProfileName, overrides: { prefillTokPerS?:
   const profile: Profile = { ...base, assumptions: [...base.assumptions], limitations: [...base.limitations] }
   if (overrides.prefillTokPerS != null) {
     profile.prefillTokPerS = overrides.prefillTokPerS > 0 ? overrides.prefillTokPerS : undefined
-    profile.threads = overrides.prefillTokPerS > 0 ? 1 : base.threads
     profile.assumptions.push(`Prefill rate set on the command line: ${overrides.prefillTokPerS > 0 ? `${overrides.prefillTokPerS} tok/s` : 'no CPU limit'}.`)
   }
   if (overrides.linkMbit != null) {

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
 import { ApiError } from './errors.js'
 import type { Pipeline, QueryOptions, QueryResult } from '../pipeline/pipeline.js'
@@ -12,6 +12,16 @@ export const MAX_BODY_BYTES = 1024 * 1024
 export const DEFAULT_MAX_QUEUE = 16
 /** Largest max_tokens a request may ask for. */
 export const MAX_COMPLETION_TOKENS = 4096
+/** A client must send its request line and headers within this time (slowloris). */
+export const HEADERS_TIMEOUT_MS = 10_000
+/** ...and its body within this time after the headers (a body trickled byte by byte). */
+export const BODY_TIMEOUT_MS = 30_000
+/** Open connections at most; beyond, new ones are closed at once. */
+export const DEFAULT_MAX_CONNECTIONS = 128
+/** An idle keep-alive connection is closed after this long. */
+export const KEEP_ALIVE_TIMEOUT_MS = 5_000
+/** How often node:http checks the header deadline (its default, 30 s, would let a slow client hold on for 40 s). */
+const CONNECTIONS_CHECK_INTERVAL_MS = 1_000
 
 export interface ApiInit {
   pipeline: Pipeline
@@ -24,6 +34,12 @@ export interface ApiInit {
   maxQueue?: number
   /** when set, requests must carry `Authorization: Bearer <apiKey>` */
   apiKey?: string
+  /** @default 128 */
+  maxConnections?: number
+  /** @default HEADERS_TIMEOUT_MS (10 s) */
+  headersTimeoutMs?: number
+  /** @default BODY_TIMEOUT_MS (30 s) */
+  bodyTimeoutMs?: number
   log?: Logger
 }
 
@@ -34,14 +50,25 @@ export function cacheObject (res: QueryResult): Record<string, unknown> {
 
 function round (ms: number): number { return Math.round(ms * 100) / 100 }
 
+/** Compares in constant time (over digests, so lengths do not leak either). */
+function sameSecret (given: string, expected: string): boolean {
+  const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
+  return timingSafeEqual(digest(given), digest(expected))
+}
+
 /**
  * OpenAI-compatible HTTP API on node:http (no framework: it runs on Pi Zeros). Every route answers JSON;
  * errors use OpenAI's `{error: {message, type, param, code}}` shape.
+ *
+ * No request can take the node down: headers and bodies have deadlines and a size limit, every field
+ * is type-checked (400), a full queue answers 429, connections are capped, and a client that goes
+ * away cancels its query (the pipeline stops generating at the next token).
  */
 export class ApiServer {
   private readonly server: Server
   private readonly init: ApiInit
   private readonly maxQueue: number
+  private readonly bodyTimeoutMs: number
   private pending = 0
 
   /** queries waiting for or running on the engine */
@@ -50,10 +77,25 @@ export class ApiServer {
   constructor (init: ApiInit) {
     this.init = init
     this.maxQueue = init.maxQueue ?? DEFAULT_MAX_QUEUE
-    this.server = createServer((req, res) => {
+    this.bodyTimeoutMs = init.bodyTimeoutMs ?? BODY_TIMEOUT_MS
+    // generation may take minutes on a Pi: no deadline on the whole request (clients time out
+    // themselves), but the headers must come quickly and the body within bodyTimeoutMs (readJson)
+    this.server = createServer({
+      requestTimeout: 0,
+      headersTimeout: init.headersTimeoutMs ?? HEADERS_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.min(CONNECTIONS_CHECK_INTERVAL_MS, init.headersTimeoutMs ?? HEADERS_TIMEOUT_MS),
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS
+    }, (req, res) => {
       this.route(req, res).catch(err => this.fail(res, err))
     })
-    this.server.requestTimeout = 0 // generation may take minutes on a Pi; clients time out themselves
+    this.server.maxConnections = init.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+    // a socket error (reset mid-request, malformed HTTP) concerns that client only
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+      const body = JSON.stringify(new ApiError(status, `malformed or too slow HTTP request (${err.code ?? err.message})`).toJSON())
+      socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+    })
   }
 
   async listen (host: string, port: number): Promise<string> {
@@ -77,7 +119,7 @@ export class ApiServer {
 
   private async route (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x')
-    if (this.init.apiKey != null && req.headers.authorization !== `Bearer ${this.init.apiKey}`) {
+    if (this.init.apiKey != null && !sameSecret(req.headers.authorization ?? '', `Bearer ${this.init.apiKey}`)) {
       throw new ApiError(401, 'missing or wrong API key (Authorization: Bearer ...)', 'authentication_error', null, 'invalid_api_key')
     }
     const route = `${req.method ?? 'GET'} ${url.pathname.replace(/\/+$/, '')}`
@@ -98,11 +140,11 @@ export class ApiServer {
   }
 
   private async completions (req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJson(req)
+    const body = await readJson(req, this.bodyTimeoutMs)
     let prompt = body.prompt
     if (Array.isArray(prompt) && prompt.length === 1) prompt = prompt[0]
     if (typeof prompt !== 'string' || prompt.length === 0) throw new ApiError(400, '`prompt` must be a non-empty string', 'invalid_request_error', 'prompt')
-    const options = queryOptions(body)
+    const options = { ...queryOptions(body), signal: cancelOnClose(res) }
     const id = `cmpl-${randomUUID()}`
     const created = Math.floor(Date.now() / 1000)
     const model = this.init.modelId
@@ -124,9 +166,9 @@ export class ApiServer {
   }
 
   private async chat (req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJson(req)
+    const body = await readJson(req, this.bodyTimeoutMs)
     const messages = parseMessages(body.messages)
-    const options = queryOptions(body)
+    const options = { ...queryOptions(body), signal: cancelOnClose(res) }
     const { tokens, stop } = this.init.pipeline.engine.chatTokens(messages)
     options.stop = [...(options.stop ?? []), ...stop]
     const id = `chatcmpl-${randomUUID()}`
@@ -154,6 +196,8 @@ export class ApiServer {
 
   /** Runs a query through the bounded queue. */
   private async run (prompt: string | number[], options: QueryOptions): Promise<QueryResult> {
+    // the client left before its turn came
+    options.signal?.throwIfAborted()
     if (this.pending >= this.maxQueue) throw new ApiError(429, `the node is busy (${this.pending} queries queued); retry later`, 'rate_limit_error', null, 'queue_full')
     this.pending++
     try {
@@ -194,9 +238,23 @@ export class ApiServer {
   private fail (res: ServerResponse, err: unknown): void {
     const api = toApiError(err)
     if (api.status >= 500) this.init.log?.error('request failed: %e', err)
-    if (res.headersSent) { res.destroy(); return }
+    if (res.headersSent || res.destroyed) { res.destroy(); return }
+    // the rest of an unread body (too large, too slow) is not worth reading: close after answering
+    if (api.status === 408 || api.status === 413) res.shouldKeepAlive = false
     this.json(res, api.status, api.toJSON())
   }
+}
+
+/**
+ * Aborted when the client goes away before the response is complete (connection closed or reset):
+ * the pipeline then stops generating at the next token instead of working for nobody.
+ */
+function cancelOnClose (res: ServerResponse): AbortSignal {
+  const controller = new AbortController()
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort(new ApiError(499, 'the client closed the connection', 'invalid_request_error', null, 'client_closed'))
+  })
+  return controller.signal
 }
 
 export function toApiError (err: unknown): ApiError {
@@ -218,24 +276,80 @@ function numberField (body: Record<string, unknown>, name: string, min: number, 
   return v
 }
 
+function typeError (name: string, what: string): ApiError {
+  return new ApiError(400, `\`${name}\` must be ${what}`, 'invalid_request_error', name)
+}
+
+/** Fields every request may carry that promptmesh does not use: checked for type, then ignored. */
+function checkCommonFields (body: Record<string, unknown>): void {
+  if (body.stream != null && typeof body.stream !== 'boolean') throw typeError('stream', 'a boolean')
+  if (body.model != null && typeof body.model !== 'string') throw typeError('model', 'a string')
+  if (body.user != null && typeof body.user !== 'string') throw typeError('user', 'a string')
+  if (body.n != null && body.n !== 1) throw new ApiError(400, 'only `n` = 1 is supported', 'invalid_request_error', 'n')
+  for (const name of ['presence_penalty', 'frequency_penalty']) {
+    const v = body[name]
+    if (v != null && (typeof v !== 'number' || !Number.isFinite(v) || v < -2 || v > 2)) throw typeError(name, 'a number in [-2, 2]')
+  }
+  if (body.stream_options != null && (typeof body.stream_options !== 'object' || Array.isArray(body.stream_options))) throw typeError('stream_options', 'an object')
+}
+
+/**
+ * The request body, at most MAX_BODY_BYTES, within `timeoutMs`: a body trickled in byte by byte
+ * must not hold a connection (and a queue slot) forever. On failure the rest of the body is not read
+ * (the error response closes the connection).
+ */
+async function readBody (req: IncomingMessage, timeoutMs: number): Promise<Buffer[]> {
+  return await new Promise<Buffer[]>((resolve, reject) => {
+    const parts: Buffer[] = []
+    let size = 0
+    const done = (err?: ApiError): void => {
+      clearTimeout(timer)
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('error', onError)
+      if (err == null) { resolve(parts); return }
+      req.pause()
+      reject(err)
+    }
+    const onData = (part: Buffer): void => {
+      size += part.length
+      if (size > MAX_BODY_BYTES) done(new ApiError(413, `request body over ${MAX_BODY_BYTES} bytes`, 'invalid_request_error', null, 'body_too_large'))
+      else parts.push(part)
+    }
+    const onEnd = (): void => { done() }
+    const onError = (err: Error): void => { done(new ApiError(400, `the request body could not be read: ${err.message}`)) }
+    const timer = setTimeout(() => { done(new ApiError(408, `request body not received within ${timeoutMs} ms`, 'invalid_request_error', null, 'timeout')) }, timeoutMs)
+    req.on('data', onData)
+    req.on('end', onEnd)
+    req.on('error', onError)
+  })
+}
+
 /** OpenAI sampling fields → pipeline options. */
 export function queryOptions (body: Record<string, unknown>): QueryOptions {
+  checkCommonFields(body)
   const maxTokens = numberField(body, 'max_tokens', 0, MAX_COMPLETION_TOKENS) ?? numberField(body, 'max_completion_tokens', 0, MAX_COMPLETION_TOKENS)
   if (maxTokens != null && !Number.isInteger(maxTokens)) throw new ApiError(400, '`max_tokens` must be an integer', 'invalid_request_error', 'max_tokens')
   const seed = numberField(body, 'seed', 0, 2 ** 32 - 1)
+  const topK = numberField(body, 'top_k', 0, 1_000_000)
+  if (topK != null && !Number.isInteger(topK)) throw typeError('top_k', 'an integer')
   let stop = body.stop
   if (typeof stop === 'string') stop = [stop]
-  if (stop != null && (!Array.isArray(stop) || stop.length > 4 || !stop.every(s => typeof s === 'string'))) {
-    throw new ApiError(400, '`stop` must be a string or up to 4 strings', 'invalid_request_error', 'stop')
+  if (stop != null && (!Array.isArray(stop) || stop.length > 4 || !stop.every(s => typeof s === 'string' && s.length <= MAX_STOP_CHARS))) {
+    throw new ApiError(400, `\`stop\` must be a string or up to 4 strings of at most ${MAX_STOP_CHARS} characters`, 'invalid_request_error', 'stop')
   }
   return {
     maxTokens: maxTokens ?? 16, // OpenAI's default for completions
     temperature: numberField(body, 'temperature', 0, 2),
     topP: numberField(body, 'top_p', 0, 1),
+    topK,
     seed: seed != null ? Math.floor(seed) : undefined,
     stop: stop as string[] | undefined
   }
 }
+
+/** Longest stop string (each is searched in the text after every token). */
+const MAX_STOP_CHARS = 256
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant'])
 
@@ -253,20 +367,15 @@ function parseMessages (value: unknown): Array<{ role: 'system' | 'user' | 'assi
         ? msg.content.map((p: { text: string }) => p.text).join('')
         : null
     if (content == null) throw new ApiError(400, `messages[${i}].content must be a string or text parts`, 'invalid_request_error', `messages[${i}].content`)
+    if ((msg as { name?: unknown }).name != null && typeof (msg as { name?: unknown }).name !== 'string') throw typeError(`messages[${i}].name`, 'a string')
     return { role: msg.role === 'developer' ? 'system' : msg.role as 'system' | 'user' | 'assistant', content }
   })
 }
 
-async function readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
+async function readJson (req: IncomingMessage, timeoutMs: number): Promise<Record<string, unknown>> {
   const declared = Number(req.headers['content-length'] ?? 0)
   if (declared > MAX_BODY_BYTES) throw new ApiError(413, `request body over ${MAX_BODY_BYTES} bytes`, 'invalid_request_error', null, 'body_too_large')
-  const parts: Buffer[] = []
-  let size = 0
-  for await (const part of req) {
-    size += (part as Buffer).length
-    if (size > MAX_BODY_BYTES) throw new ApiError(413, `request body over ${MAX_BODY_BYTES} bytes`, 'invalid_request_error', null, 'body_too_large')
-    parts.push(part as Buffer)
-  }
+  const parts = await readBody(req, timeoutMs)
   let body: unknown
   try {
     body = JSON.parse(Buffer.concat(parts).toString('utf8'))

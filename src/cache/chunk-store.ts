@@ -23,8 +23,14 @@ export interface ChunkStoreStats {
   bytes: number
   maxBytes: number
   evictions: number
+  /** chunk files that failed verification (truncated, bit-flipped, bad header) and were removed */
   corruptRemoved: number
+  /** chunks whose file had vanished (deleted behind the store's back) and were forgotten */
+  missingRemoved: number
+  /** puts that failed (full disk, permissions); nothing partial was left */
   writeErrors: number
+  /** the latest of those problems, in words, or null */
+  lastProblem: string | null
 }
 
 export interface ChunkStoreEvents {
@@ -40,6 +46,11 @@ interface Entry { bytes: number }
  * removed rather than served. Writes go to `tmp/` and are renamed into place (atomic on POSIX), so a
  * kill -9 leaves either the whole chunk or nothing; `open()` clears leftovers and rebuilds the index.
  * The index is a Map in LRU order (oldest first), seeded from file mtimes, which reads refresh.
+ *
+ * Faults never escape as exceptions from reads: a full disk fails the put (StoreWriteError, the
+ * temporary file removed), a file damaged, replaced or deleted behind the store's back is removed and
+ * forgotten on the read that finds it, and each such problem is counted in `stats()` (with the latest
+ * one in words) and logged. The byte budget counts what the index holds and is enforced after every put.
  */
 export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
   readonly dir: string
@@ -49,7 +60,9 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
   private totalBytes = 0
   private evictions = 0
   private corruptRemoved = 0
+  private missingRemoved = 0
   private writeErrors = 0
+  private lastProblem: string | null = null
 
   private constructor (init: ChunkStoreInit) {
     super()
@@ -80,7 +93,12 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
         const path = join(shardDir, name)
         if (!isChunkKey(name) || name.slice(0, 2) !== shard) { await rm(path, { force: true, recursive: true }); continue }
         const ok = await this.headerLooksValid(path)
-        if (ok == null) { this.corruptRemoved++; await rm(path, { force: true }); continue }
+        if (ok == null) {
+          this.problem(`removed corrupt chunk file ${path} at open`)
+          this.corruptRemoved++
+          await rm(path, { force: true, recursive: true })
+          continue
+        }
         found.push({ key: name, bytes: ok.size, mtime: ok.mtime })
       }
     }
@@ -95,7 +113,8 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
     if (fh == null) return undefined
     try {
       const st = await fh.stat()
-      if (st.size < CHUNK_FILE_HEADER_BYTES) return undefined
+      // never read a file that no put could have written (it would be read whole into memory)
+      if (!st.isFile() || st.size < CHUNK_FILE_HEADER_BYTES || st.size > CHUNK_FILE_HEADER_BYTES + MAX_CHUNK_BYTES) return undefined
       const head = Buffer.alloc(CHUNK_FILE_HEADER_BYTES)
       await fh.read(head, 0, CHUNK_FILE_HEADER_BYTES, 0)
       if (head.readUInt32LE(0) !== CHUNK_FILE_MAGIC || head.readUInt32LE(4) !== CHUNK_FILE_VERSION) return undefined
@@ -115,7 +134,22 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
   get bytes (): number { return this.totalBytes }
 
   stats (): ChunkStoreStats {
-    return { chunks: this.index.size, bytes: this.totalBytes, maxBytes: this.maxBytes, evictions: this.evictions, corruptRemoved: this.corruptRemoved, writeErrors: this.writeErrors }
+    return {
+      chunks: this.index.size,
+      bytes: this.totalBytes,
+      maxBytes: this.maxBytes,
+      evictions: this.evictions,
+      corruptRemoved: this.corruptRemoved,
+      missingRemoved: this.missingRemoved,
+      writeErrors: this.writeErrors,
+      lastProblem: this.lastProblem
+    }
+  }
+
+  /** Records and logs a problem the store recovered from (it never throws for these). */
+  private problem (message: string): void {
+    this.lastProblem = `${new Date().toISOString()} ${message}`
+    this.log?.error('%s', message)
   }
 
   /**
@@ -128,13 +162,18 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
 
   /** Like get, with the payload's SHA-256 (already checked against it), so servers need not hash again. */
   async getWithDigest (key: string): Promise<{ bytes: Buffer, sha256: Buffer } | undefined> {
-    if (!this.index.has(key)) return undefined
+    const entry = this.index.get(key)
+    if (entry == null) return undefined
     let file: Buffer
     try {
       file = await readFile(this.chunkPath(key))
     } catch (err) {
-      this.log?.error('chunk %s vanished from disk: %e', key, err)
-      this.forget(key)
+      // evicted meanwhile: not a problem; otherwise deleted (or made unreadable) behind our back
+      if (this.index.get(key) === entry) {
+        this.missingRemoved++
+        this.problem(`chunk ${key} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): forgotten`)
+        await this.delete(key)
+      }
       return undefined
     }
     try {
@@ -143,7 +182,7 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
       return { bytes, sha256: file.subarray(8, 40) }
     } catch (err) {
       this.corruptRemoved++
-      this.log?.error('removing corrupt chunk %s: %s', key, (err as Error).message)
+      this.problem(`removed corrupt chunk ${key}: ${(err as Error).message}`)
       await this.delete(key)
       return undefined
     }
@@ -154,11 +193,14 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
     if (!isChunkKey(key)) throw new TypeError(`invalid chunk key ${JSON.stringify(key)}`)
     if (payload.length > MAX_CHUNK_BYTES) throw new StoreWriteError(`chunk of ${payload.length} bytes exceeds ${MAX_CHUNK_BYTES}`)
     if (this.index.has(key)) { this.touch(key); return false }
+    if (payload.length + CHUNK_FILE_HEADER_BYTES > this.maxBytes) throw new StoreWriteError(`chunk of ${payload.length} bytes exceeds the store's budget of ${this.maxBytes}`)
     const file = encodeChunkFile(payload)
     const tmp = join(this.dir, 'tmp', `${key}.${randomBytes(6).toString('hex')}`)
     const dest = this.chunkPath(key)
     try {
+      // both may have been removed behind our back (an operator clearing the cache): recreate them
       await mkdir(join(this.dir, 'chunks', key.slice(0, 2)), { recursive: true })
+      await mkdir(join(this.dir, 'tmp'), { recursive: true })
       const fh = await open(tmp, 'w')
       try {
         await fh.writeFile(file)
@@ -170,7 +212,10 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
     } catch (err) {
       this.writeErrors++
       await rm(tmp, { force: true }).catch(() => {})
-      throw new StoreWriteError(`cannot store chunk ${key}: ${(err as Error).message}`)
+      const code = (err as NodeJS.ErrnoException).code
+      const why = code === 'ENOSPC' ? 'the disk is full' : code === 'EDQUOT' ? 'the disk quota is exhausted' : (err as Error).message
+      this.problem(`cannot store chunk ${key}: ${why} (nothing was kept; answers are unaffected)`)
+      throw new StoreWriteError(`cannot store chunk ${key}: ${why}`)
     }
     if (this.index.has(key)) return false // a concurrent put of the same key won
     this.index.set(key, { bytes: file.length })
@@ -180,8 +225,14 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
     return true
   }
 
+  /** Removes a chunk; never throws (what cannot be removed from disk is forgotten and reported). */
   async delete (key: string): Promise<void> {
-    await rm(this.chunkPath(key), { force: true })
+    try {
+      // recursive: a directory where a chunk file should be is damage too
+      await rm(this.chunkPath(key), { force: true, recursive: true })
+    } catch (err) {
+      this.problem(`cannot remove chunk file ${this.chunkPath(key)}: ${(err as Error).message}`)
+    }
     this.forget(key)
   }
 

@@ -3,12 +3,15 @@ import { InvalidParametersError, serviceDependencies, TypedEventEmitter } from '
 import { CatalogMessage } from '../../protocols/catalog.js'
 import { createFilter, filterBytes, filterFromBytes, shapeFor } from './bloom.js'
 import {
-  CATALOG_SEED, CATALOG_TOPIC_PREFIX, CHANGE_DEBOUNCE_MS, DEFAULT_CHANGE_THRESHOLD, DEFAULT_MAX_FILTER_BYTES,
-  DEFAULT_PUBLISH_INTERVAL_MS, EXPIRY_PERIODS, MAX_HASHES, MIN_BITS, REBUILD_BATCH, SUBSCRIBE_DEBOUNCE_MS
+  CATALOG_SEED, CATALOG_TOPIC_PREFIX, CHANGE_DEBOUNCE_MS, DEFAULT_CHANGE_THRESHOLD, DEFAULT_MAX_CATALOG_PEERS, DEFAULT_MAX_FILTER_BYTES,
+  DEFAULT_MAX_TOTAL_FILTER_BYTES, DEFAULT_PUBLISH_INTERVAL_MS, EXPIRY_PERIODS, MAX_HASHES, MIN_BITS, REBUILD_BATCH, SUBSCRIBE_DEBOUNCE_MS
 } from './constants.js'
 import { InvalidCatalogError } from './errors.js'
 import type { KeyFilter, FilterShape } from './bloom.js'
-import type { Catalog, CatalogComponents, CatalogEvents, CatalogExpireEvent, CatalogInit, CatalogKeyProvider, CatalogPeerInfo, CatalogStats } from './index.js'
+import type {
+  Catalog, CatalogComponents, CatalogEvents, CatalogExpireEvent, CatalogInit, CatalogKeyProvider, CatalogOffence, CatalogPeerInfo,
+  CatalogPeerPolicy, CatalogStats
+} from './index.js'
 import type { Message, SubscriptionChangeData } from '@libp2p/gossipsub'
 import type { Logger, PeerId, Startable } from '@libp2p/interface'
 
@@ -21,23 +24,34 @@ export interface DecodedCatalog {
   entries: number
   shape: FilterShape
   filter: Uint8Array
+  /** the publisher's peer id, multihash bytes */
+  publisher: Uint8Array
 }
 
-/** Parses and validates a catalog message; throws InvalidCatalogError on anything unexpected. */
-export function decodeCatalog (data: Uint8Array, modelFingerprint: string, maxFilterBytes: number): DecodedCatalog {
+function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))
+}
+
+/**
+ * Parses and validates a catalog message; throws InvalidCatalogError on anything unexpected. With
+ * `signer` (the gossipsub message's verified `from`), the publisher named in the payload must be it.
+ */
+export function decodeCatalog (data: Uint8Array, modelFingerprint: string, maxFilterBytes: number, signer?: PeerId): DecodedCatalog {
   let msg: CatalogMessage
   try {
     msg = CatalogMessage.decode(data)
   } catch (err) {
-    throw new InvalidCatalogError(`undecodable: ${(err as Error).message}`)
+    throw new InvalidCatalogError(`undecodable: ${(err as Error)?.message ?? String(err)}`)
   }
   if (msg.fingerprint !== modelFingerprint) throw new InvalidCatalogError('fingerprint differs from the topic\'s')
+  if (msg.publisher.byteLength === 0) throw new InvalidCatalogError('no publisher')
+  if (signer != null && !sameBytes(msg.publisher, signer.toMultihash().bytes)) throw new InvalidCatalogError('publisher differs from the signer: a catalog republished under another identity')
   if (!Number.isSafeInteger(msg.seq) || msg.seq < 1) throw new InvalidCatalogError(`bad seq ${msg.seq}`)
   if (msg.hashes < 1 || msg.hashes > MAX_HASHES) throw new InvalidCatalogError(`bad hash count ${msg.hashes}`)
   if (msg.bits < MIN_BITS || msg.bits % 8 !== 0) throw new InvalidCatalogError(`bad filter size ${msg.bits} bits`)
-  if (msg.bits / 8 > maxFilterBytes) throw new InvalidCatalogError(`filter of ${msg.bits / 8} bytes exceeds ${maxFilterBytes}`)
+  if (msg.bits / 8 > maxFilterBytes) throw new InvalidCatalogError(`filter of ${msg.bits / 8} bytes exceeds ${maxFilterBytes}`, 'limit')
   if (msg.filter.byteLength !== msg.bits / 8) throw new InvalidCatalogError(`filter holds ${msg.filter.byteLength} bytes, ${msg.bits} bits announced`)
-  return { seq: msg.seq, entries: msg.entries, shape: { bits: msg.bits, hashes: msg.hashes, seed: msg.seed }, filter: msg.filter }
+  return { seq: msg.seq, entries: msg.entries, shape: { bits: msg.bits, hashes: msg.hashes, seed: msg.seed }, filter: msg.filter, publisher: msg.publisher }
 }
 
 interface PeerCatalog {
@@ -62,8 +76,15 @@ export class CatalogService extends TypedEventEmitter<CatalogEvents> implements 
   private readonly expireAfterMs: number
   private readonly changeThreshold: number
   private readonly maxFilterBytes: number
+  private readonly maxPeers: number
+  private readonly maxTotalFilterBytes: number
+  private readonly policy?: CatalogPeerPolicy
   private readonly log: Logger
   private readonly remote = new Map<string, PeerCatalog>()
+  /** filter bytes held over all peers */
+  private remoteBytes = 0
+  /** what the validator decoded, for the 'message' event that follows (the same Message object) */
+  private readonly validated = new WeakMap<Message, DecodedCatalog>()
 
   private filter: KeyFilter
   private capacity: number
@@ -82,7 +103,7 @@ export class CatalogService extends TypedEventEmitter<CatalogEvents> implements 
   private publishing?: Promise<void>
   private publishAgain = false
 
-  private readonly counters = { published: 0, received: 0, rejected: 0, falsePositives: 0, stale: 0 }
+  private readonly counters = { published: 0, received: 0, rejected: 0, ignored: 0, falsePositives: 0, stale: 0 }
 
   readonly [Symbol.toStringTag] = '@promptmesh/catalog'
   readonly [serviceDependencies]: string[] = ['@libp2p/pubsub']
@@ -97,6 +118,9 @@ export class CatalogService extends TypedEventEmitter<CatalogEvents> implements 
     this.expireAfterMs = init.expireAfterMs ?? EXPIRY_PERIODS * this.publishIntervalMs
     this.changeThreshold = init.changeThreshold ?? DEFAULT_CHANGE_THRESHOLD
     this.maxFilterBytes = init.maxFilterBytes ?? DEFAULT_MAX_FILTER_BYTES
+    this.maxPeers = init.maxPeers ?? DEFAULT_MAX_CATALOG_PEERS
+    this.maxTotalFilterBytes = init.maxTotalFilterBytes ?? DEFAULT_MAX_TOTAL_FILTER_BYTES
+    this.policy = init.policy
     this.log = components.logger.forComponent('promptmesh:catalog')
     if (!(this.publishIntervalMs > 0)) throw new InvalidParametersError('publishIntervalMs must be positive')
     if (!(this.expireAfterMs > 0)) throw new InvalidParametersError('expireAfterMs must be positive')
@@ -220,7 +244,8 @@ export class CatalogService extends TypedEventEmitter<CatalogEvents> implements 
       bits: this.filter.size,
       hashes: this.filter._nbHashes,
       seed: this.filter.seed,
-      filter: filterBytes(this.filter)
+      filter: filterBytes(this.filter),
+      publisher: this.components.peerId.toMultihash().bytes
     })
     this.changesSincePublish = 0
     this.entriesAtPublish = entries
@@ -299,16 +324,43 @@ export class CatalogService extends TypedEventEmitter<CatalogEvents> implements 
 
   // -------------------------------------------------------------------------------- receiving
 
-  /** Gossipsub topic validator: malformed catalogs are rejected (not delivered, not forwarded). */
-  private readonly validate = (_peer: PeerId, message: Message): TopicValidatorResult => {
+  /** Counts an offence of a peer that sent us something itself, and hands it to the policy. */
+  private offend (peer: PeerId, offence: CatalogOffence, reason: string): void {
+    this.log('peer %p: %s (%s)', peer, reason, offence)
     try {
-      if (message.type !== 'signed') throw new InvalidCatalogError('unsigned message')
-      decodeCatalog(message.data, this.modelFingerprint, this.maxFilterBytes)
+      this.policy?.report(peer, offence, reason)
+    } catch (err) {
+      this.log.error('peer policy failed: %e', err)
+    }
+  }
+
+  /**
+   * Gossipsub topic validator. Malformed, unsigned and forged catalogs are rejected (not delivered,
+   * not forwarded); a publisher over its rate is ignored. Gossipsub has already checked the signature
+   * (StrictSign) against `from`; the payload must name that same publisher. The peer that sent the
+   * message is blamed only when it is the publisher itself: honest relays forward only what they
+   * validated, and may run other limits.
+   */
+  private readonly validate = (propagationSource: PeerId, message: Message): TopicValidatorResult => {
+    if (message.type !== 'signed') {
+      this.counters.rejected++
+      this.log('rejected an unsigned catalog relayed by %p', propagationSource)
+      return TopicValidatorResult.Reject
+    }
+    const direct = message.from.equals(propagationSource)
+    if (this.policy != null && !message.from.equals(this.components.peerId) && !this.policy.admit(message.from, 'catalog')) {
+      this.counters.ignored++
+      if (direct) this.offend(propagationSource, 'limit', 'catalog rate exceeded')
+      return TopicValidatorResult.Ignore
+    }
+    try {
+      this.validated.set(message, decodeCatalog(message.data, this.modelFingerprint, this.maxFilterBytes, message.from))
       return TopicValidatorResult.Accept
     } catch (err) {
       this.counters.rejected++
-      const from = message.type === 'signed' ? message.from.toString() : 'unknown'
-      this.log('rejected catalog from %s: %s', from, (err as Error).message)
+      const e = err as InvalidCatalogError
+      this.log('rejected catalog from %p (relayed by %p): %s', message.from, propagationSource, e.message)
+      if (direct) this.offend(propagationSource, e.offence ?? 'fault', `invalid catalog: ${e.message}`)
       return TopicValidatorResult.Reject
     }
   }
@@ -319,12 +371,26 @@ export class CatalogService extends TypedEventEmitter<CatalogEvents> implements 
     try {
       if (message.type !== 'signed') throw new InvalidCatalogError('unsigned message')
       if (message.from.equals(this.components.peerId)) return
-      const decoded = decodeCatalog(message.data, this.modelFingerprint, this.maxFilterBytes)
+      const decoded = this.validated.get(message) ?? decodeCatalog(message.data, this.modelFingerprint, this.maxFilterBytes, message.from)
       this.counters.received++
       const id = message.from.toString()
       const known = this.remote.get(id)
       if (known != null && decoded.seq <= known.seq) {
         this.counters.stale++
+        return
+      }
+      // chunks are asked for over a connection: a catalog of a peer we are not connected to (relayed
+      // by others) would only take memory, and is what a flood of made-up identities looks like
+      if (this.components.connectionManager.getConnections(message.from).length === 0) {
+        this.counters.ignored++
+        this.log.trace('ignored catalog of %s: not connected', id)
+        return
+      }
+      const bytes = decoded.filter.byteLength
+      const heldBefore = known?.filter._filter.array.byteLength ?? 0
+      if ((known == null && this.remote.size >= this.maxPeers) || this.remoteBytes - heldBefore + bytes > this.maxTotalFilterBytes) {
+        this.counters.ignored++
+        this.log('ignored catalog of %s: holding %d catalogs, %d filter bytes already', id, this.remote.size, this.remoteBytes)
         return
       }
       this.remote.set(id, {
@@ -335,6 +401,7 @@ export class CatalogService extends TypedEventEmitter<CatalogEvents> implements 
         receivedAt: Date.now(),
         falsePositives: known?.falsePositives ?? 0
       })
+      this.remoteBytes += bytes - heldBefore
       this.log.trace('catalog from %s: seq %d, %d keys', id, decoded.seq, decoded.entries)
       this.safeDispatchEvent('catalog:update', { detail: { peerId: message.from, seq: decoded.seq, entries: decoded.entries } })
     } catch (err) {
@@ -364,6 +431,7 @@ export class CatalogService extends TypedEventEmitter<CatalogEvents> implements 
     const peer = this.remote.get(id)
     if (peer == null) return
     this.remote.delete(id)
+    this.remoteBytes -= peer.filter._filter.array.byteLength
     this.log('dropped catalog of %s (%s)', id, reason)
     this.safeDispatchEvent('catalog:expire', { detail: { peerId: peer.peerId, reason } })
   }

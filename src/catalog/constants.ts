@@ -30,3 +30,14 @@ export const DEFAULT_MAX_FILTER_BYTES = 1_048_576
 export const MAX_HASHES = 32
 /** Smallest filter accepted, in bits. */
 export const MIN_BITS = 8
+
+/** Peers whose catalogs are held at most; a catalog from one more peer is ignored until one expires. */
+export const DEFAULT_MAX_CATALOG_PEERS = 128
+/** Filter bytes held over all peers at most (a Pi Zero has 512 MB); beyond, new peers' catalogs are ignored. */
+export const DEFAULT_MAX_TOTAL_FILTER_BYTES = 32 * 1_048_576
+/** Catalogs per second one publisher may send (token bucket: refilled at this rate...). */
+export const DEFAULT_CATALOGS_PER_SECOND = 5
+/** ...holding up to this many); beyond, its catalogs are ignored and, when it sent them itself, it is cut off. */
+export const DEFAULT_CATALOG_BURST = 20
+/** Largest gossipsub message accepted: one catalog at the default maxFilterBytes plus headroom for the envelope. */
+export const MAX_PUBSUB_MESSAGE_BYTES = 2 * DEFAULT_MAX_FILTER_BYTES

@@ -22,8 +22,22 @@
 import { CatalogService } from './catalog.js'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { ComponentLogger, Libp2pEvents, PeerId, TypedEventTarget } from '@libp2p/interface'
+import type { ConnectionManager } from '@libp2p/interface-internal'
 
-export { CATALOG_TOPIC_PREFIX, CATALOG_SEED, BITS_PER_KEY, HASHES, DEFAULT_PUBLISH_INTERVAL_MS, DEFAULT_CHANGE_THRESHOLD, DEFAULT_MAX_FILTER_BYTES } from './constants.js'
+/** `limit`: the peer exceeded a bound (catalog rate or size); `fault`: it sent a malformed or forged catalog. */
+export type CatalogOffence = 'limit' | 'fault'
+
+/** Rate limits and cutting peers off; the node's PeerGuard fits. Without one, offences are only counted. */
+export interface CatalogPeerPolicy {
+  /** takes one catalog from the publisher's allowance; false: ignore this catalog */
+  admit: (peer: PeerId, kind: 'catalog') => boolean
+  report: (peer: PeerId, offence: CatalogOffence, reason: string) => void
+}
+
+export {
+  CATALOG_TOPIC_PREFIX, CATALOG_SEED, BITS_PER_KEY, HASHES, DEFAULT_PUBLISH_INTERVAL_MS, DEFAULT_CHANGE_THRESHOLD, DEFAULT_MAX_FILTER_BYTES,
+  DEFAULT_MAX_CATALOG_PEERS, DEFAULT_MAX_TOTAL_FILTER_BYTES, DEFAULT_CATALOGS_PER_SECOND, DEFAULT_CATALOG_BURST, MAX_PUBSUB_MESSAGE_BYTES
+} from './constants.js'
 export { InvalidCatalogError } from './errors.js'
 export { CatalogMessage } from '../../protocols/catalog.js'
 export { decodeCatalog, catalogTopic } from './catalog.js'
@@ -60,6 +74,17 @@ export interface CatalogInit {
    * @default 1048576
    */
   maxFilterBytes?: number
+  /**
+   * peers whose catalogs are held at most
+   * @default 128
+   */
+  maxPeers?: number
+  /**
+   * filter bytes held over all peers at most
+   * @default 32 MiB
+   */
+  maxTotalFilterBytes?: number
+  policy?: CatalogPeerPolicy
 }
 
 export interface CatalogComponents {
@@ -67,6 +92,8 @@ export interface CatalogComponents {
   /** the gossipsub service, registered under the name `pubsub` */
   pubsub: GossipSub
   events: TypedEventTarget<Libp2pEvents>
+  /** a catalog is kept only while its publisher is connected: it is asked for chunks over that connection */
+  connectionManager: Pick<ConnectionManager, 'getConnections'>
   logger: ComponentLogger
 }
 
@@ -86,8 +113,10 @@ export interface CatalogStats {
   published: number
   /** valid catalogs received (including stale ones) */
   received: number
-  /** messages on our topic that failed validation */
+  /** messages on our topic that failed validation (malformed, forged, oversized, unsigned) */
   rejected: number
+  /** valid catalogs not kept: publisher not connected, over its rate, or over the peer/byte limits */
+  ignored: number
   /** peers' "may have" that turned out NOT_FOUND */
   falsePositives: number
   /** catalogs ignored because a newer one from the same peer was already held */

@@ -1,5 +1,6 @@
 import { join } from 'node:path'
 import { defaultLogger } from '@libp2p/logger'
+import { readSwarmKey } from '../network/swarm-key.js'
 import { startNode, STRATEGIES } from '../node/node.js'
 import type { Strategy } from '../node/node.js'
 import { bytes, flag, int, parseWithConfig, str, UsageError } from './args.js'
@@ -25,6 +26,8 @@ Options:
   --listen MULTIADDR      libp2p listen address, repeatable (default /ip4/0.0.0.0/tcp/0)
   --peer MULTIADDR        static peer (…/p2p/<peer id>), repeatable: a fallback where mDNS cannot work
   --no-mdns               do not discover peers by mDNS
+  --swarm-key FILE        private mesh: talk only to nodes holding this pre-shared key
+                          (make one with 'promptmesh swarm-key generate --out FILE')
   --strategy S            catalog (default), broadcast, local or none: what the testnet compares
   --no-adaptive-fetch     always fetch what peers hold, even when computing looks faster
   --cache-max-bytes SIZE  chunk store budget, e.g. 2G (default 2G)
@@ -56,6 +59,7 @@ export const START_OPTIONS = {
   listen: { type: 'string', multiple: true },
   peer: { type: 'string', multiple: true },
   'no-mdns': { type: 'boolean' },
+  'swarm-key': { type: 'string' },
   'cache-max-bytes': { type: 'string' },
   'block-tokens': { type: 'string' },
   threads: { type: 'string' },
@@ -71,6 +75,8 @@ export async function startCommand (argv: string[]): Promise<number> {
   const dataDir = str(p, 'data-dir') ?? DEFAULT_DATA_DIR
   const strategy = str(p, 'strategy') ?? 'catalog'
   if (!(STRATEGIES as readonly string[]).includes(strategy)) throw new UsageError(`--strategy must be one of ${STRATEGIES.join(', ')}`)
+  const swarmKeyFile = str(p, 'swarm-key')
+  const swarmKey = swarmKeyFile != null ? await readSwarmKey(swarmKeyFile) : undefined
   const node = await startNode({
     strategy: strategy as Strategy,
     adaptiveFetch: !flag(p, 'no-adaptive-fetch'),
@@ -82,6 +88,7 @@ export async function startCommand (argv: string[]): Promise<number> {
     listen: list(p, 'listen'),
     peers: list(p, 'peer'),
     mdns: !flag(p, 'no-mdns'),
+    swarmKey,
     cacheMaxBytes: bytes(p, 'cache-max-bytes'),
     blockTokens: int(p, 'block-tokens', 1),
     threads: int(p, 'threads', 1),
@@ -96,6 +103,7 @@ export async function startCommand (argv: string[]): Promise<number> {
     ...s.addresses.map((a, i) => `${i === 0 ? 'listening   ' : '            '} ${a}`),
     `api          ${node.apiUrl ?? '(off)'}`,
     `mdns         ${flag(p, 'no-mdns') ? 'off' : 'on'}`,
+    `mesh         ${swarmKey != null ? 'private (swarm key)' : 'open (any node on the network may join; see --swarm-key)'}`,
     `strategy     ${strategy}`,
     `cache        ${s.cache.chunks} chunks, ${(s.cache.bytes / 1e6).toFixed(1)} MB`,
     ''

@@ -9,3 +9,9 @@ export class InvalidPeerAddressError extends Error {
   static override name = 'InvalidPeerAddressError'
   override name = 'InvalidPeerAddressError'
 }
+
+/** A swarm key (pre-shared key of a private mesh) is missing, unreadable or not in the `swarm.key` format. */
+export class SwarmKeyError extends Error {
+  static override name = 'SwarmKeyError'
+  override name = 'SwarmKeyError'
+}

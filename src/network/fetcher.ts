@@ -26,6 +26,14 @@ export interface MeshFetcherInit {
    * @default 64
    */
   maxChunksPerRequest?: number
+  /**
+   * checks that a chunk that passed the transfer's SHA-256 check is the one its key names (the node
+   * checks that its tokens chain to the key); returns why not, or undefined. A peer that sends one
+   * is not asked again in this call and is reported to `policy`.
+   */
+  verify?: (keys: string[], index: number, bytes: Uint8Array) => string | undefined
+  /** where peers sending chunks that fail `verify` are reported (the node's PeerGuard) */
+  policy?: { report: (peer: PeerId, offence: 'fault', reason: string) => void }
   logger?: ComponentLogger
 }
 
@@ -45,6 +53,8 @@ export interface MeshFetcherStats {
   bytes: number
   /** fetches cut short by the deadline */
   deadlines: number
+  /** chunks that passed the transfer's checks but not `verify` (not the chunk their key names) */
+  rejectedChunks: number
 }
 
 /** One planned request: consecutive indices [start, end) asked of one peer. */
@@ -80,10 +90,12 @@ export class MeshFetcher implements RemoteChunkSource {
   private readonly log?: Logger
   private readonly mode: 'catalog' | 'broadcast'
   private readonly peers: () => PeerId[]
+  private readonly verify?: MeshFetcherInit['verify']
+  private readonly policy?: MeshFetcherInit['policy']
   /** bytes per ms of recent requests, per peer (exponentially weighted) */
   private readonly speed = new Map<string, number>()
   private readonly counters: MeshFetcherStats = {
-    fetches: 0, requests: 0, emptyRequests: 0, failedRequests: 0, falsePositives: 0, chunks: 0, bytes: 0, deadlines: 0
+    fetches: 0, requests: 0, emptyRequests: 0, failedRequests: 0, falsePositives: 0, chunks: 0, bytes: 0, deadlines: 0, rejectedChunks: 0
   }
 
   constructor (init: MeshFetcherInit) {
@@ -94,6 +106,8 @@ export class MeshFetcher implements RemoteChunkSource {
     this.log = init.logger?.forComponent('promptmesh:network:fetcher')
     this.mode = init.mode ?? 'catalog'
     this.peers = init.peers ?? (() => [])
+    this.verify = init.verify
+    this.policy = init.policy
     if (!(this.timeoutMs > 0)) throw new InvalidParametersError('timeoutMs must be positive')
     if (!(this.maxChunksPerRequest >= 1)) throw new InvalidParametersError('maxChunksPerRequest must be ≥ 1')
   }
@@ -138,7 +152,10 @@ export class MeshFetcher implements RemoteChunkSource {
     }
     if (candidates.length === 0) return EMPTY
 
-    const deadline = AbortSignal.timeout(Math.max(1, Math.min(this.timeoutMs, options.deadlineMs ?? Infinity)))
+    // AbortSignal.timeout takes whole milliseconds only: a fractional budget (the pipeline's estimate
+    // of the compute time) would throw a RangeError and lose the whole fetch
+    const budget = options.deadlineMs != null && options.deadlineMs >= 0 ? Math.min(this.timeoutMs, options.deadlineMs) : this.timeoutMs
+    const deadline = AbortSignal.timeout(Math.max(1, Math.ceil(budget)))
     const signal = options.signal == null ? deadline : AbortSignal.any([options.signal, deadline])
     const got: Array<Got | undefined> = new Array(candidates.length).fill(undefined)
     const refused = candidates.map(() => new Set<string>())
@@ -150,7 +167,7 @@ export class MeshFetcher implements RemoteChunkSource {
       const runs = this.plan(candidates, got, refused, failed)
       if (runs.length === 0) break
       this.log?.trace('round %d: %s', round, runs.map((r) => `${r.peer.slice(-6)}[${r.start},${r.end})`).join(' '))
-      await Promise.all(runs.map(async (run) => { await this.fetchRun(run, wanted, from, peerIds, got, refused, failed, signal) }))
+      await Promise.all(runs.map(async (run) => { await this.fetchRun(run, keys, from, peerIds, got, refused, failed, signal) }))
     }
     if (options.signal?.aborted === true) throw options.signal.reason
     if (deadline.aborted) this.counters.deadlines++
@@ -197,10 +214,10 @@ export class MeshFetcher implements RemoteChunkSource {
     return runs
   }
 
-  private async fetchRun (run: Run, wanted: string[], from: number, peerIds: Map<string, PeerId>, got: Array<Got | undefined>,
+  private async fetchRun (run: Run, allKeys: string[], from: number, peerIds: Map<string, PeerId>, got: Array<Got | undefined>,
     refused: Array<Set<string>>, failed: Set<string>, signal: AbortSignal): Promise<void> {
     this.counters.requests++
-    const keys = wanted.slice(run.start, run.end)
+    const keys = allKeys.slice(from + run.start, from + run.end)
     let delivered = 0
     let deliveredBytes = 0
     const started = Date.now()
@@ -208,6 +225,18 @@ export class MeshFetcher implements RemoteChunkSource {
     try {
       for await (const answer of this.transfer.fetch(peerIds.get(run.peer) as PeerId, keys, { signal })) {
         if (answer.status === 'found') {
+          const problem = this.verify?.(allKeys, from + i, answer.bytes)
+          if (problem != null) {
+            // the bytes are what the peer declared, but not the chunk the key names: a lying or broken peer
+            this.counters.rejectedChunks++
+            this.counters.failedRequests++
+            refused[i]?.add(run.peer)
+            failed.add(run.peer)
+            this.log?.('chunk %d from %s rejected: %s', from + i, run.peer, problem)
+            const peerId = peerIds.get(run.peer)
+            if (peerId != null) this.policy?.report(peerId, 'fault', `sent a chunk that is not the one its key names: ${problem}`)
+            break
+          }
           got[i] = { bytes: answer.bytes, peer: run.peer }
           delivered++
           deliveredBytes += answer.bytes.byteLength

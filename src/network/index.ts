@@ -18,6 +18,7 @@
 
 import type { MeshFetcher, MeshFetcherInit } from './fetcher.js'
 import type { PeerDialer, PeerDialerInit } from './dialer.js'
+import type { PeerGuard, PeerGuardInit } from './peer-guard.js'
 import type { Catalog, CatalogInit, CatalogKeyProvider } from '../catalog/index.js'
 import type { KvChunkProvider, KvTransfer, KvTransferInit } from '../transfer/index.js'
 import type { GossipSub } from '@libp2p/gossipsub'
@@ -31,8 +32,11 @@ export type { MeshFetcherInit, MeshFetcherStats } from './fetcher.js'
 export { peerDialer } from './dialer.js'
 export type { PeerDialer, PeerDialerInit, StaticPeerStatus } from './dialer.js'
 export { loadOrCreatePeerKey } from './identity.js'
-export { PeerKeyError, InvalidPeerAddressError } from './errors.js'
-export { DEFAULT_LISTEN, PEER_KEY_FILE, DEFAULT_FETCH_TIMEOUT_MS } from './constants.js'
+export { PeerGuard } from './peer-guard.js'
+export type { PeerGuardInit, PeerGuardStats, BannedPeer, Offence, RateLimit } from './peer-guard.js'
+export { generateSwarmKey, parseSwarmKey, readSwarmKey, writeSwarmKey, SWARM_KEY_BYTES } from './swarm-key.js'
+export { PeerKeyError, InvalidPeerAddressError, SwarmKeyError } from './errors.js'
+export { DEFAULT_LISTEN, PEER_KEY_FILE, DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_BAN_MS, DEFAULT_MAX_FAULTS, DEFAULT_MAX_CONNECTIONS } from './constants.js'
 
 /** What the node needs from the chunk store: keys and their changes (catalog) and reads (serving). A ChunkStore fits. */
 export type MeshChunkProvider = CatalogKeyProvider & KvChunkProvider
@@ -60,9 +64,18 @@ export interface MeshNodeInit {
   mdns?: boolean
   /** @default 10000 */
   mdnsIntervalMs?: number
-  catalog?: Omit<CatalogInit, 'modelFingerprint' | 'provider'>
-  transfer?: Omit<KvTransferInit, 'modelFingerprint' | 'provider'>
-  fetcher?: Omit<MeshFetcherInit, 'catalog' | 'transfer' | 'logger' | 'peers'>
+  /**
+   * a private mesh: the swarm key (the `swarm.key` file's bytes, see `promptmesh swarm-key generate`);
+   * every connection is encrypted with it first, so nodes without the same key cannot connect at all
+   */
+  swarmKey?: Uint8Array
+  /** how misbehaving peers are cut off (ban length, faults tolerated, request rates) */
+  guard?: Omit<PeerGuardInit, 'logger'>
+  /** @default 100 */
+  maxConnections?: number
+  catalog?: Omit<CatalogInit, 'modelFingerprint' | 'provider' | 'policy'>
+  transfer?: Omit<KvTransferInit, 'modelFingerprint' | 'provider' | 'policy'>
+  fetcher?: Omit<MeshFetcherInit, 'catalog' | 'transfer' | 'logger' | 'peers' | 'policy'>
   /** @default true */
   start?: boolean
   logger?: ComponentLogger
@@ -84,6 +97,10 @@ export interface MeshNode {
   readonly transfer: KvTransfer
   /** the pipeline's RemoteChunkSource */
   readonly fetcher: MeshFetcher
+  /** rate limits, offences and banned peers */
+  readonly guard: PeerGuard
+  /** true when started with a swarm key */
+  readonly privateMesh: boolean
   /** idempotent */
   start: () => Promise<void>
   /** idempotent; stops every timer, stream and connection */

@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { ApiServer } from '../api/server.js'
+import { parseChunk } from '../engine/state-codec.js'
 import { NodeMetrics } from '../metrics/metrics.js'
 import { createMeshNode } from '../network/index.js'
 import { openLocalNode } from './local.js'
@@ -17,6 +19,8 @@ export interface PromptmeshNodeInit extends Omit<LocalNodeInit, 'cacheDir'> {
   peers?: string[]
   /** @default true */
   mdns?: boolean
+  /** private mesh: the swarm key's bytes (see MeshNodeInit.swarmKey) */
+  swarmKey?: Uint8Array
   /** API host and port; omit to run without an API */
   api?: { host: string, port: number }
   apiKey?: string
@@ -48,7 +52,9 @@ export interface NodeStatus extends Record<string, unknown> {
   addresses: string[]
   modelFingerprint: string
   peers: Array<{ peerId: string, connected: boolean, catalog: { entries: number, seq: number, ageMs: number, falsePositives: number } | null }>
-  cache: { chunks: number, bytes: number, maxBytes: number, evictions: number }
+  cache: { chunks: number, bytes: number, maxBytes: number, evictions: number, corruptRemoved: number, missingRemoved: number, writeErrors: number, lastProblem: string | null }
+  /** peers cut off for misbehaving, refused until their ban ends */
+  bannedPeers: Array<{ peerId: string, reason: string, remainingMs: number }>
 }
 
 export async function startNode (init: PromptmeshNodeInit): Promise<PromptmeshNode> {
@@ -64,7 +70,8 @@ export async function startNode (init: PromptmeshNodeInit): Promise<PromptmeshNo
       listen: init.listen,
       peers: init.peers,
       mdns: init.mdns ?? true,
-      fetcher: { mode: strategy === 'broadcast' ? 'broadcast' : 'catalog' },
+      swarmKey: init.swarmKey,
+      fetcher: { mode: strategy === 'broadcast' ? 'broadcast' : 'catalog', verify: chunkMatchesKey(local.engine.fingerprint, local.pipeline.blockTokens) },
       logger: init.logger
     })
     if (strategy === 'catalog' || strategy === 'broadcast') local.pipeline.remote = mesh.fetcher
@@ -82,7 +89,17 @@ export async function startNode (init: PromptmeshNodeInit): Promise<PromptmeshNo
           const c = catalogs.get(peerId)
           return { peerId, connected: connected.has(peerId), catalog: c == null ? null : { entries: c.entries, seq: c.seq, ageMs: c.ageMs, falsePositives: c.falsePositives } }
         }),
-        cache: { chunks: stats.chunks, bytes: stats.bytes, maxBytes: stats.maxBytes, evictions: stats.evictions }
+        cache: {
+          chunks: stats.chunks,
+          bytes: stats.bytes,
+          maxBytes: stats.maxBytes,
+          evictions: stats.evictions,
+          corruptRemoved: stats.corruptRemoved,
+          missingRemoved: stats.missingRemoved,
+          writeErrors: stats.writeErrors,
+          lastProblem: stats.lastProblem
+        },
+        bannedPeers: m.guard.banned()
       }
     }
     const metrics = new NodeMetrics({
@@ -118,6 +135,26 @@ export async function startNode (init: PromptmeshNodeInit): Promise<PromptmeshNo
     await mesh?.stop()
     await local.close()
     throw err
+  }
+}
+
+/**
+ * The fetcher's check that a fetched chunk is the one its key names: it parses, it is block `index`,
+ * and its tokens chain to the key (key_i = SHA-256(key_{i-1} ‖ tokens), key_-1 = the fingerprint), so
+ * a peer sending any other chunk is caught and cut off before the pipeline sees it.
+ */
+function chunkMatchesKey (fingerprint: string, blockTokens: number): (keys: string[], index: number, bytes: Uint8Array) => string | undefined {
+  return (keys, index, bytes) => {
+    try {
+      const chunk = parseChunk(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+      if (chunk.blockTokens !== blockTokens || chunk.firstPos !== index * blockTokens) return `not block ${index} of ${blockTokens} tokens`
+      const tokens = Buffer.alloc(blockTokens * 4)
+      chunk.tokens.forEach((t, i) => tokens.writeInt32LE(t, i * 4))
+      const key = createHash('sha256').update(Buffer.from(index === 0 ? fingerprint : keys[index - 1] as string, 'hex')).update(tokens).digest('hex')
+      return key === keys[index] ? undefined : 'its tokens do not chain to its key'
+    } catch (err) {
+      return (err as Error).message
+    }
   }
 }
 

@@ -33,6 +33,15 @@ export const REQUEST_READ_TIMEOUT_MS = 5_000
 export const REJECT_LINGER_MS = 1_000
 /** Requests served at once by one node (beyond: BUSY). */
 export const DEFAULT_MAX_CONCURRENT_SERVES = 16
+/**
+ * Requests one peer may have served at once, over all its connections; one more is refused (BUSY)
+ * and the peer is cut off. The fetcher sends at most ⌈keys / 64⌉ requests to a peer at a time.
+ */
+export const DEFAULT_MAX_SERVES_PER_PEER = 8
+/** Requests per second one peer may send (token bucket: refilled at this rate...). */
+export const DEFAULT_REQUESTS_PER_SECOND = 200
+/** ...holding up to this many): beyond, the request is refused (BUSY) and the peer is cut off. */
+export const DEFAULT_REQUEST_BURST = 400
 /** Streams of this protocol per connection (registrar limits). */
 export const DEFAULT_MAX_INBOUND_STREAMS = 8
 export const DEFAULT_MAX_OUTBOUND_STREAMS = 16

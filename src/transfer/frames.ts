@@ -3,6 +3,9 @@ import { MAX_VARINT_BYTES } from './constants.js'
 import { FrameTooLargeError, KvProtocolError, StreamEndedError } from './errors.js'
 import type { AbortOptions, Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
 
+/** What it-pipe stages pass along. */
+export type ByteSource = AsyncIterable<Uint8Array | Uint8ArrayList> | Iterable<Uint8Array | Uint8ArrayList>
+
 /** Unsigned LEB128 (the multiformats unsigned-varint used by every libp2p length prefix). */
 export function encodeVarint (value: number): Uint8Array {
   if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`cannot encode ${value} as an unsigned varint`)
@@ -30,140 +33,172 @@ export function copyInto (list: Uint8ArrayList, target: Uint8Array, offset: numb
   }
 }
 
-export interface FrameReaderInit {
-  /** pause the stream beyond this many buffered bytes */
-  highWaterBytes: number
-}
-
 /**
- * Reads length-prefixed frames from a libp2p 3 stream with bounded buffering.
+ * Incremental decoder of length-prefixed frames: bytes in (`push`), payloads out (`next`). No I/O, so
+ * it is the one place where the framing rules live and can be fuzzed on its own.
  *
- * libp2p 3 streams push 'message' events with no receiver back-pressure, so the reader keeps its own
- * buffer and pauses the stream (yamux then withholds window updates) when it grows beyond
- * `highWaterBytes`, resuming when a read needs more. Every wait is raced against the caller's signal;
- * a stream error is reported only once buffered bytes no longer satisfy a read.
+ * A prefix is at most MAX_VARINT_BYTES long and minimally encoded; a frame longer than the limit the
+ * caller gives for its position is refused as soon as its prefix is complete, before any payload is
+ * buffered for it.
  */
-export class FrameReader {
-  private readonly stream: Stream
+export class FrameDecoder {
   private readonly buffer = new Uint8ArrayList()
-  private readonly highWaterBytes: number
-  private ended = false
-  private error?: Error
-  private wake?: () => void
-  private released = false
 
-  constructor (stream: Stream, init: FrameReaderInit) {
-    this.stream = stream
-    this.highWaterBytes = init.highWaterBytes
-    stream.addEventListener('message', this.onMessage)
-    stream.addEventListener('close', this.onClose)
-    stream.addEventListener('remoteCloseWrite', this.onRemoteCloseWrite)
-    // libp2p may have closed the remote end before we attached
-    if (stream.remoteWriteStatus === 'closed' && stream.readBufferLength === 0) this.ended = true
+  push (data: Uint8Array | Uint8ArrayList): void {
+    this.buffer.append(data)
   }
 
-  /** Bytes buffered and not yet read. */
+  /** Bytes buffered and not yet returned. */
   get bufferedBytes (): number { return this.buffer.byteLength }
 
-  /** Detaches from the stream; later data is left to libp2p (whose own buffer limit then applies). */
-  release (): void {
-    if (this.released) return
-    this.released = true
-    this.stream.removeEventListener('message', this.onMessage)
-    this.stream.removeEventListener('close', this.onClose)
-    this.stream.removeEventListener('remoteCloseWrite', this.onRemoteCloseWrite)
-    this.notify()
-  }
-
   /**
-   * Reads the next frame's payload, at most `maxBytes` long. Resolves undefined when the stream ended
-   * cleanly on a frame boundary; throws FrameTooLargeError, KvProtocolError (bad prefix) or
-   * StreamEndedError (ended mid-frame), or the signal's reason.
+   * The next frame's payload, at most `maxBytes` long, or undefined when more bytes are needed.
+   * Throws FrameTooLargeError (the prefix announces more than `maxBytes`, or is longer than
+   * MAX_VARINT_BYTES) or KvProtocolError (a prefix that is not minimally encoded).
    */
-  async next (maxBytes: number, options: AbortOptions = {}): Promise<Uint8ArrayList | undefined> {
-    // length prefix: read byte by byte from the buffer, waiting only when it is empty
+  next (maxBytes: number): Uint8ArrayList | undefined {
     let length = 0
     let prefixBytes = 0
     for (;;) {
-      if (!(await this.need(prefixBytes + 1, options))) {
-        if (prefixBytes === 0) return undefined
-        throw new StreamEndedError('stream ended inside a length prefix')
-      }
+      if (prefixBytes >= this.buffer.byteLength) return undefined
       const byte = this.buffer.get(prefixBytes)
       length += (byte & 0x7f) * 2 ** (7 * prefixBytes)
       prefixBytes++
-      if ((byte & 0x80) === 0) break
+      if ((byte & 0x80) === 0) {
+        if (byte === 0 && prefixBytes > 1) throw new KvProtocolError('length prefix is not minimally encoded')
+        break
+      }
       // a longer (minimal) prefix means a length ≥ 2^21, beyond every limit of the protocol
       if (prefixBytes >= MAX_VARINT_BYTES) throw new FrameTooLargeError(`length prefix of more than ${MAX_VARINT_BYTES} bytes: the frame exceeds the limit of ${maxBytes}`)
     }
     if (length > maxBytes) throw new FrameTooLargeError(`frame of ${length} bytes exceeds the limit of ${maxBytes}`)
-    if (!(await this.need(prefixBytes + length, options))) {
-      throw new StreamEndedError(`stream ended after ${this.buffer.byteLength - prefixBytes} of ${length} frame bytes`)
-    }
+    if (this.buffer.byteLength < prefixBytes + length) return undefined
     const payload = this.buffer.sublist(prefixBytes, prefixBytes + length)
     this.buffer.consume(prefixBytes + length)
     return payload
   }
 
-  /** True once the remote has finished sending and everything was read. */
-  async atEnd (options: AbortOptions = {}): Promise<boolean> {
-    return !(await this.need(1, options))
+  /** Call at the end of the input: throws StreamEndedError when a partial frame is left over. */
+  end (): void {
+    if (this.buffer.byteLength > 0) throw new StreamEndedError(`stream ended inside a frame (${this.buffer.byteLength} bytes of it received)`)
   }
+}
 
-  /** Waits until `bytes` are buffered; false when the stream ended first. */
-  private async need (bytes: number, options: AbortOptions): Promise<boolean> {
-    while (this.buffer.byteLength < bytes) {
-      if (this.released) throw new StreamEndedError('reader released')
-      if (this.stream.readStatus === 'paused') {
-        // resuming dispatches what libp2p held back, synchronously
-        this.stream.resume()
+/** The limit for the next frame, read each time a frame is decoded (limits depend on the position). */
+export type FrameLimit = number | (() => number)
+
+/**
+ * it-pipe transform: length-prefixed frames out of a byte source. Ends cleanly only on a frame
+ * boundary; throws FrameTooLargeError, KvProtocolError or StreamEndedError otherwise (and whatever
+ * the source throws). Reads no further into the source than the frame being decoded needs.
+ */
+export function decodeFrames (limit: FrameLimit): (source: ByteSource) => AsyncGenerator<Uint8ArrayList, void, undefined> {
+  const max = typeof limit === 'number' ? () => limit : limit
+  return async function * (source) {
+    const decoder = new FrameDecoder()
+    for await (const data of source) {
+      decoder.push(data)
+      for (let frame = decoder.next(max()); frame != null; frame = decoder.next(max())) yield frame
+    }
+    decoder.end()
+  }
+}
+
+export interface StreamSourceInit {
+  /** pause the stream beyond this many bytes received and not yet consumed */
+  highWaterBytes: number
+  signal?: AbortSignal
+}
+
+/**
+ * it-pipe source over a libp2p 3 stream's incoming bytes, with bounded buffering.
+ *
+ * libp2p 3 streams push 'message' events with no receiver back-pressure (and `messageStreamToDuplex`
+ * from @libp2p/utils queues them without bound), so this source keeps its own queue and pauses the
+ * stream (yamux then withholds window updates) when the queue grows beyond `highWaterBytes`,
+ * resuming when the consumer has taken everything. Ends when the remote closes its writing side;
+ * throws the stream's error (after everything received before it was consumed) or the signal's reason.
+ * Detaches from the stream when the consumer stops early.
+ */
+export async function * streamSource (stream: Stream, init: StreamSourceInit): AsyncGenerator<Uint8Array | Uint8ArrayList, void, undefined> {
+  const queue: Array<Uint8Array | Uint8ArrayList> = []
+  let queuedBytes = 0
+  let ended = false
+  let error: Error | undefined
+  let wake: (() => void) | undefined
+  const notify = (): void => {
+    const w = wake
+    wake = undefined
+    w?.()
+  }
+  const onMessage = (evt: StreamMessageEvent): void => {
+    queue.push(evt.data)
+    queuedBytes += evt.data.byteLength
+    if (queuedBytes > init.highWaterBytes && stream.readStatus === 'readable') stream.pause()
+    notify()
+  }
+  const onClose = (evt: StreamCloseEvent): void => {
+    if (evt.error != null) error = evt.error
+    ended = true
+    notify()
+  }
+  const onEnd = (): void => {
+    ended = true
+    notify()
+  }
+  stream.addEventListener('message', onMessage)
+  stream.addEventListener('close', onClose)
+  stream.addEventListener('remoteCloseWrite', onEnd)
+  stream.addEventListener('end', onEnd)
+  // libp2p may have closed the remote end before we attached
+  if (stream.remoteWriteStatus === 'closed' && stream.readBufferLength === 0) ended = true
+  const signal = init.signal
+  try {
+    for (;;) {
+      const next = queue.shift()
+      if (next != null) {
+        queuedBytes -= next.byteLength
+        yield next
         continue
       }
-      if (this.error != null) throw this.error
-      if (this.ended) return false
-      await this.waitForData(options.signal)
-    }
-    return true
-  }
-
-  private async waitForData (signal?: AbortSignal): Promise<void> {
-    signal?.throwIfAborted()
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.wake = undefined
-        reject(signal?.reason)
+      if (stream.readStatus === 'paused') {
+        // resuming dispatches what libp2p held back, synchronously
+        stream.resume()
+        continue
       }
-      this.wake = () => {
-        signal?.removeEventListener('abort', onAbort)
-        resolve()
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
-  }
-
-  private notify (): void {
-    const wake = this.wake
-    this.wake = undefined
-    wake?.()
-  }
-
-  private readonly onMessage = (evt: StreamMessageEvent): void => {
-    this.buffer.append(evt.data)
-    if (this.buffer.byteLength > this.highWaterBytes && this.stream.readStatus === 'readable') {
-      this.stream.pause()
+      if (error != null) throw error
+      if (ended) return
+      signal?.throwIfAborted()
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = (): void => {
+          wake = undefined
+          reject(signal?.reason)
+        }
+        wake = () => {
+          signal?.removeEventListener('abort', onAbort)
+          resolve()
+        }
+        signal?.addEventListener('abort', onAbort, { once: true })
+      })
     }
-    this.notify()
+  } finally {
+    stream.removeEventListener('message', onMessage)
+    stream.removeEventListener('close', onClose)
+    stream.removeEventListener('remoteCloseWrite', onEnd)
+    stream.removeEventListener('end', onEnd)
   }
+}
 
-  private readonly onClose = (evt: StreamCloseEvent): void => {
-    if (evt.error != null) this.error = evt.error
-    this.ended = true
-    this.notify()
-  }
-
-  private readonly onRemoteCloseWrite = (): void => {
-    this.ended = true
-    this.notify()
+/**
+ * it-pipe sink onto a libp2p 3 stream: sends everything the source yields, waiting for 'drain'
+ * whenever the stream's send buffer is full (back-pressure), so a slow reader holds the producer
+ * back instead of growing a buffer. Does not close the stream.
+ */
+export function streamSink (stream: Stream, options: AbortOptions = {}): (source: ByteSource) => Promise<void> {
+  return async (source) => {
+    for await (const data of source) {
+      if (!stream.send(data)) await stream.onDrain(options)
+    }
   }
 }
 

@@ -21,11 +21,31 @@ import { KvTransferService } from './kv-transfer.js'
 import type { AbortOptions, ComponentLogger, PeerId } from '@libp2p/interface'
 import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 
-export { KV_PROTOCOL, MAX_FRAME_BYTES, MAX_HEADER_BYTES, MAX_REQUEST_BYTES, MAX_KEYS_PER_REQUEST, DEFAULT_MAX_CHUNKS_PER_REQUEST, DEFAULT_TIMEOUT_MS } from './constants.js'
+export {
+  KV_PROTOCOL, MAX_FRAME_BYTES, MAX_HEADER_BYTES, MAX_REQUEST_BYTES, MAX_KEYS_PER_REQUEST, DEFAULT_MAX_CHUNKS_PER_REQUEST, DEFAULT_TIMEOUT_MS,
+  DEFAULT_MAX_SERVES_PER_PEER, DEFAULT_REQUESTS_PER_SECOND, DEFAULT_REQUEST_BURST, DEFAULT_MAX_CONCURRENT_SERVES, REQUEST_READ_TIMEOUT_MS
+} from './constants.js'
 export { ChunkVerificationError, FrameTooLargeError, KvProtocolError, StreamEndedError, RequestRejectedError, TooManyKeysError, InvalidChunkKeyError, TransferAbortedError } from './errors.js'
 export type { RejectionStatus } from './errors.js'
-export { encodeFrame, encodeVarint, FrameReader } from './frames.js'
+export { encodeFrame, encodeVarint, FrameDecoder, decodeFrames, streamSource, streamSink } from './frames.js'
+export type { ByteSource, FrameLimit, StreamSourceInit } from './frames.js'
+export { decodeKvRequest, decodeKvHeader, KEY_BYTES } from './messages.js'
 export { KvRequest, KvHeader } from '../../protocols/kv.js'
+
+/**
+ * What a peer did wrong: `limit`, it exceeded a limit of the protocol (a frame, key count, request
+ * rate or concurrent streams over the bound), which no honest peer does; `fault`, it sent something
+ * malformed or a chunk that failed verification, which a buggy or unlucky peer may do once.
+ */
+export type PeerOffence = 'limit' | 'fault'
+
+/** Who is served and who is cut off; the node's PeerGuard fits. Without one, offences are only counted. */
+export interface KvPeerPolicy {
+  /** takes one request from the peer's allowance; false: refuse it (the policy has dealt with the peer) */
+  admit: (peer: PeerId, kind: 'kv-request') => boolean
+  /** the peer broke the protocol or a limit (the policy may close its connections and refuse it for a while) */
+  report: (peer: PeerId, offence: PeerOffence, reason: string) => void
+}
 
 /** Where a server reads chunks from (a ChunkStore fits). Only reads: serving never waits behind inference. */
 export interface KvChunkProvider {
@@ -67,6 +87,13 @@ export interface KvTransferInit {
    * @default 16
    */
   maxConcurrentServes?: number
+  /**
+   * requests served at once to one peer, over all its connections; beyond: BUSY and the peer is reported
+   * @default 8
+   */
+  maxServesPerPeer?: number
+  /** rate limits and cutting peers off; see KvPeerPolicy */
+  policy?: KvPeerPolicy
   /** @default 8 */
   maxInboundStreams?: number
   /** @default 16 */
@@ -104,6 +131,9 @@ export interface KvTransferStats {
   requestsSent: number
   /** chunks that failed size or SHA-256 verification */
   verificationFailures: number
+  /** offences reported to the policy: peers over a limit (as server or client), and malformed or unverifiable input */
+  limitOffences: number
+  faultOffences: number
 }
 
 export interface KvTransfer {

@@ -1,19 +1,22 @@
 import { createHash } from 'node:crypto'
 import { InvalidParametersError, serviceCapabilities } from '@libp2p/interface'
+import { pipe } from 'it-pipe'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { KvHeader, KvRequest } from '../../protocols/kv.js'
 import { isChunkKey } from '../cache/keys.js'
 import {
   CLIENT_STREAM_READ_BUFFER_BYTES, DEFAULT_FRAME_BYTES, DEFAULT_MAX_CHUNKS_PER_REQUEST, DEFAULT_MAX_CONCURRENT_SERVES,
-  DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_TIMEOUT_MS, KV_PROTOCOL, MAX_CHUNK_BYTES, MAX_FRAME_BYTES,
-  MAX_HEADER_BYTES, MAX_KEYS_PER_REQUEST, MAX_REQUEST_BYTES, MAX_STATUS_MESSAGE_CHARS, READ_HIGH_WATER_BYTES, REJECT_LINGER_MS, REQUEST_READ_TIMEOUT_MS
+  DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_MAX_SERVES_PER_PEER, DEFAULT_TIMEOUT_MS, KV_PROTOCOL, MAX_CHUNK_BYTES,
+  MAX_FRAME_BYTES, MAX_HEADER_BYTES, MAX_KEYS_PER_REQUEST, MAX_REQUEST_BYTES, MAX_STATUS_MESSAGE_CHARS, READ_HIGH_WATER_BYTES, REJECT_LINGER_MS,
+  REQUEST_READ_TIMEOUT_MS
 } from './constants.js'
 import {
   ChunkVerificationError, InvalidChunkKeyError, KvProtocolError, RequestRejectedError, StreamEndedError, TooManyKeysError,
   TransferAbortedError
 } from './errors.js'
-import { copyInto, encodeFrame, encodeVarint, FrameReader, sendWithBackpressure } from './frames.js'
-import type { FetchedChunk, KvChunkProvider, KvTransfer, KvTransferComponents, KvTransferInit, KvTransferStats } from './index.js'
+import { copyInto, decodeFrames, encodeFrame, encodeVarint, sendWithBackpressure, streamSink, streamSource } from './frames.js'
+import { decodeKvHeader, decodeKvRequest } from './messages.js'
+import type { FetchedChunk, KvChunkProvider, KvPeerPolicy, KvTransfer, KvTransferComponents, KvTransferInit, KvTransferStats, PeerOffence } from './index.js'
 import type { RejectionStatus } from './errors.js'
 import type { AbortOptions, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 
@@ -70,12 +73,29 @@ const REJECTIONS: Partial<Record<KvHeader.Status, RejectionStatus>> = {
 
 interface Loaded { bytes?: Uint8Array, digest?: Uint8Array<ArrayBuffer>, error?: string }
 
+/** The first frame of a source (and the source is closed: nothing more is read). */
+async function firstFrame (frames: AsyncIterable<Uint8ArrayList>): Promise<Uint8ArrayList | undefined> {
+  for await (const frame of frames) return frame
+  return undefined
+}
+
+/** Which errors from a remote mean it misbehaved, and how badly; undefined: not its fault (or not provably). */
+function offenceOf (err: unknown): PeerOffence | undefined {
+  const name = (err as Error)?.name
+  if (name === 'FrameTooLargeError') return 'limit'
+  if (name === 'KvProtocolError' || name === 'ChunkVerificationError') return 'fault'
+  return undefined
+}
+
 /**
  * Server and client of `/promptmesh/kv/1.0.0` (see protocols/kv.md).
  *
- * Server: reads one bounded request frame, then for each key a header and the payload in bounded data
- * frames, loading the next chunk from the provider while the current one is sent and waiting for
- * 'drain' whenever the stream's buffer is full. Client: verifies size and SHA-256 before yielding.
+ * Server: admits the request (per-peer rate and concurrency, then the node-wide limit), reads one
+ * bounded request frame, then pipes the answers (for each key a header and the payload in bounded
+ * data frames, the next chunk loaded while the current one is sent) into the stream, which waits for
+ * 'drain' whenever the send buffer is full. Client: pipes the stream through a bounded source and the
+ * frame decoder into the answer parser, which verifies size and SHA-256 before yielding a chunk.
+ * Peers that exceed a limit or send malformed or unverifiable data are reported to the policy.
  */
 export class KvTransferService implements KvTransfer, Startable {
   readonly modelFingerprint: string
@@ -88,10 +108,14 @@ export class KvTransferService implements KvTransfer, Startable {
   private readonly maxConcurrentServes: number
   private readonly maxInboundStreams: number
   private readonly maxOutboundStreams: number
+  private readonly maxServesPerPeer: number
+  private readonly policy?: KvPeerPolicy
   private readonly log: Logger
   private started = false
   private shutdown = new AbortController()
   private activeServes = 0
+  /** requests being served, per peer */
+  private readonly servesByPeer = new Map<string, number>()
   private readonly counters: KvTransferStats = {
     chunksServed: 0,
     bytesServed: 0,
@@ -103,7 +127,9 @@ export class KvTransferService implements KvTransfer, Startable {
     chunksFetched: 0,
     bytesFetched: 0,
     requestsSent: 0,
-    verificationFailures: 0
+    verificationFailures: 0,
+    limitOffences: 0,
+    faultOffences: 0
   }
 
   readonly [Symbol.toStringTag] = '@promptmesh/kv-transfer'
@@ -121,6 +147,8 @@ export class KvTransferService implements KvTransfer, Startable {
     this.maxConcurrentServes = init.maxConcurrentServes ?? DEFAULT_MAX_CONCURRENT_SERVES
     this.maxInboundStreams = init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS
     this.maxOutboundStreams = init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
+    this.maxServesPerPeer = init.maxServesPerPeer ?? DEFAULT_MAX_SERVES_PER_PEER
+    this.policy = init.policy
     if (!Number.isInteger(this.maxChunksPerRequest) || this.maxChunksPerRequest < 1 || this.maxChunksPerRequest > MAX_KEYS_PER_REQUEST) {
       throw new InvalidParametersError(`maxChunksPerRequest must be 1..${MAX_KEYS_PER_REQUEST}`)
     }
@@ -129,14 +157,15 @@ export class KvTransferService implements KvTransfer, Startable {
     }
     if (!Number.isInteger(this.maxChunkBytes) || this.maxChunkBytes < 0) throw new InvalidParametersError('maxChunkBytes must be a non-negative integer')
     if (!(this.timeoutMs > 0)) throw new InvalidParametersError('timeoutMs must be positive')
+    if (!Number.isInteger(this.maxServesPerPeer) || this.maxServesPerPeer < 1) throw new InvalidParametersError('maxServesPerPeer must be a positive integer')
   }
 
   async start (): Promise<void> {
     if (this.started) return
     this.shutdown = new AbortController()
-    await this.components.registrar.handle(KV_PROTOCOL, (stream) => {
+    await this.components.registrar.handle(KV_PROTOCOL, (stream, connection) => {
       // the handler must not throw: everything is caught inside serve()
-      void this.serve(stream)
+      void this.serve(stream, connection.remotePeer)
     }, {
       maxInboundStreams: this.maxInboundStreams,
       maxOutboundStreams: this.maxOutboundStreams
@@ -156,25 +185,49 @@ export class KvTransferService implements KvTransfer, Startable {
     return { ...this.counters }
   }
 
+  /** Counts an offence and hands the peer to the policy (which may cut it off). */
+  private offend (peer: PeerId, offence: PeerOffence, reason: string): void {
+    if (offence === 'limit') this.counters.limitOffences++
+    else this.counters.faultOffences++
+    this.log('peer %p: %s (%s)', peer, reason, offence)
+    try {
+      this.policy?.report(peer, offence, reason)
+    } catch (err) {
+      this.log.error('peer policy failed: %e', err)
+    }
+  }
+
   // ---------------------------------------------------------------------------------------- server
 
-  private async serve (stream: Stream): Promise<void> {
+  private async serve (stream: Stream, peer: PeerId): Promise<void> {
     this.counters.requestsServed++
     const signal = anySignal(this.shutdown.signal, AbortSignal.timeout(this.timeoutMs))
     const onAbort = (): void => { stream.abort(signal.reason instanceof Error ? signal.reason : new TransferAbortedError('aborted')) }
     signal.addEventListener('abort', onAbort, { once: true })
+    const id = peer.toString()
+    const ofPeer = (this.servesByPeer.get(id) ?? 0) + 1
+    this.servesByPeer.set(id, ofPeer)
     this.activeServes++
     try {
+      // per peer first: one peer's flood must not look like the node being busy
+      if (this.policy != null && !this.policy.admit(peer, 'kv-request')) {
+        await this.reject(stream, KvHeader.Status.BUSY, 'request rate exceeded', signal, { peer, offence: 'limit' })
+        return
+      }
+      if (ofPeer > this.maxServesPerPeer) {
+        await this.reject(stream, KvHeader.Status.BUSY, `at most ${this.maxServesPerPeer} requests at once per peer`, signal, { peer, offence: 'limit' })
+        return
+      }
       if (this.activeServes > this.maxConcurrentServes) {
         await this.reject(stream, KvHeader.Status.BUSY, `serving ${this.maxConcurrentServes} requests already`, signal)
         return
       }
-      const request = await this.readRequest(stream, signal)
+      const request = await this.readRequest(stream, peer, signal)
       if (request == null) return
       const keys = request.keys
       this.counters.keysRequested += keys.length
       this.log.trace('serving %d keys to %s', keys.length, stream.id)
-      await this.sendChunks(stream, keys, signal)
+      await pipe(this.answerFrames(keys, signal), streamSink(stream, { signal }))
       await stream.close({ signal })
     } catch (err) {
       this.counters.serveErrors++
@@ -182,51 +235,67 @@ export class KvTransferService implements KvTransfer, Startable {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
       this.activeServes--
+      const left = (this.servesByPeer.get(id) ?? 1) - 1
+      if (left <= 0) this.servesByPeer.delete(id)
+      else this.servesByPeer.set(id, left)
       signal.removeEventListener('abort', onAbort)
     }
   }
 
-  /** Reads and validates the request, answering a whole-request status itself when it is refused. */
-  private async readRequest (stream: Stream, signal: AbortSignal): Promise<KvRequest | undefined> {
-    const reader = new FrameReader(stream, { highWaterBytes: MAX_REQUEST_BYTES })
+  /**
+   * Reads and validates the request, answering a whole-request status itself when it is refused. A
+   * request over a protocol limit (frame size, 1,024 keys) is an offence; fewer keys than that but more
+   * than this server accepts is an honest BAD_REQUEST (servers may accept fewer).
+   */
+  private async readRequest (stream: Stream, peer: PeerId, signal: AbortSignal): Promise<KvRequest | undefined> {
     let request: KvRequest
+    const readSignal = anySignal(signal, AbortSignal.timeout(REQUEST_READ_TIMEOUT_MS))
     try {
-      const frame = await reader.next(MAX_REQUEST_BYTES, { signal: anySignal(signal, AbortSignal.timeout(REQUEST_READ_TIMEOUT_MS)) })
+      const frame = await pipe(
+        streamSource(stream, { highWaterBytes: MAX_REQUEST_BYTES, signal: readSignal }),
+        decodeFrames(MAX_REQUEST_BYTES),
+        firstFrame
+      )
       if (frame == null) throw new StreamEndedError('stream ended before the request')
-      request = KvRequest.decode(frame, { limits: { keys: this.maxChunksPerRequest } })
+      request = decodeKvRequest(frame, MAX_KEYS_PER_REQUEST)
     } catch (err) {
       if (signal.aborted) throw err
       const e = err as Error
-      const message = e.name === 'MaxLengthError' ? `too many keys: at most ${this.maxChunksPerRequest} per request` : e.message
-      await this.reject(stream, KvHeader.Status.BAD_REQUEST, message, signal)
+      const timedOut = readSignal.aborted
+      const message = timedOut ? `no request within ${REQUEST_READ_TIMEOUT_MS} ms` : e.message
+      const offence: PeerOffence = e instanceof TooManyKeysError || e.name === 'FrameTooLargeError' ? 'limit' : 'fault'
+      await this.reject(stream, KvHeader.Status.BAD_REQUEST, message, signal, { peer, offence })
       return undefined
-    } finally {
-      // anything the client sends after its request is left to libp2p's bounded buffer
-      reader.release()
+    }
+    if (request.keys.length > this.maxChunksPerRequest) {
+      await this.reject(stream, KvHeader.Status.BAD_REQUEST, `too many keys: at most ${this.maxChunksPerRequest} per request`, signal)
+      return undefined
     }
     if (request.fingerprint !== this.modelFingerprint) {
       await this.reject(stream, KvHeader.Status.WRONG_MODEL, `this node serves model ${this.modelFingerprint}`, signal)
       return undefined
     }
-    for (const key of request.keys) {
-      if (key.byteLength !== 32) {
-        await this.reject(stream, KvHeader.Status.BAD_REQUEST, `keys must be 32 bytes, got ${key.byteLength}`, signal)
-        return undefined
-      }
-    }
     return request
   }
 
-  /** Sends one whole-request status, closes our end and resets the rest (the client may still be writing). */
-  private async reject (stream: Stream, status: KvHeader.Status, message: string, signal: AbortSignal): Promise<void> {
+  /**
+   * Sends one whole-request status, closes our end and resets the rest (the client may still be
+   * writing). With `blame`, the peer is reported once the status is out and the client had its moment
+   * to read it, so that even a peer the policy cuts off learns why.
+   */
+  private async reject (stream: Stream, status: KvHeader.Status, message: string, signal: AbortSignal, blame?: { peer: PeerId, offence: PeerOffence }): Promise<void> {
     this.counters.requestsRejected++
     this.log('rejecting request on stream %s: %s %s', stream.id, status, message)
     const header = KvHeader.encode({ status, message: clip(message) })
-    await sendWithBackpressure(stream, encodeFrame(header), { signal })
-    await stream.close({ signal })
-    // a well-behaved client closes its end right after its request: give it a moment so that it
-    // reads our answer rather than a reset; anyone still sending after that is reset
-    await waitForRemoteClose(stream, AbortSignal.any([signal, AbortSignal.timeout(REJECT_LINGER_MS)])).catch(() => {})
+    try {
+      await sendWithBackpressure(stream, encodeFrame(header), { signal })
+      await stream.close({ signal })
+      // a well-behaved client closes its end right after its request: give it a moment so that it
+      // reads our answer rather than a reset; anyone still sending after that is reset
+      await waitForRemoteClose(stream, AbortSignal.any([signal, AbortSignal.timeout(REJECT_LINGER_MS)])).catch(() => {})
+    } finally {
+      if (blame != null) this.offend(blame.peer, blame.offence, message)
+    }
     if (stream.status !== 'closed') stream.abort(new KvProtocolError(`request rejected: ${status}`))
   }
 
@@ -248,8 +317,8 @@ export class KvTransferService implements KvTransfer, Startable {
     }
   }
 
-  private async sendChunks (stream: Stream, keys: Array<Uint8Array<ArrayBuffer>>, signal: AbortSignal): Promise<void> {
-    // read ahead one chunk so the provider's disk read overlaps with sending
+  /** The response, frame by frame: an it-pipe source that reads the next chunk while the current one is sent. */
+  private async * answerFrames (keys: Array<Uint8Array<ArrayBuffer>>, signal: AbortSignal): AsyncGenerator<Uint8Array | Uint8ArrayList, void, undefined> {
     let next: Promise<Loaded> | undefined = keys[0] != null ? this.load(keys[0]) : undefined
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i] as Uint8Array<ArrayBuffer>
@@ -258,20 +327,19 @@ export class KvTransferService implements KvTransfer, Startable {
       next = following != null ? this.load(following) : undefined
       signal.throwIfAborted()
       if (loaded.error != null) {
-        await sendWithBackpressure(stream, encodeFrame(KvHeader.encode({ status: KvHeader.Status.ERROR, key, message: loaded.error })), { signal })
+        yield encodeFrame(KvHeader.encode({ status: KvHeader.Status.ERROR, key, message: loaded.error }))
         continue
       }
       if (loaded.bytes == null) {
         this.counters.notFoundServed++
-        await sendWithBackpressure(stream, encodeFrame(KvHeader.encode({ status: KvHeader.Status.NOT_FOUND, key })), { signal })
+        yield encodeFrame(KvHeader.encode({ status: KvHeader.Status.NOT_FOUND, key }))
         continue
       }
       const bytes = loaded.bytes
-      const header = KvHeader.encode({ status: KvHeader.Status.FOUND, key, size: bytes.byteLength, sha256: loaded.digest })
-      await sendWithBackpressure(stream, encodeFrame(header), { signal })
+      yield encodeFrame(KvHeader.encode({ status: KvHeader.Status.FOUND, key, size: bytes.byteLength, sha256: loaded.digest }))
       for (let offset = 0; offset < bytes.byteLength; offset += this.maxFrameBytes) {
         const part = bytes.subarray(offset, Math.min(offset + this.maxFrameBytes, bytes.byteLength))
-        await sendWithBackpressure(stream, new Uint8ArrayList(encodeVarint(part.byteLength), part), { signal })
+        yield new Uint8ArrayList(encodeVarint(part.byteLength), part)
       }
       this.counters.chunksServed++
       this.counters.bytesServed += bytes.byteLength
@@ -298,7 +366,6 @@ export class KvTransferService implements KvTransfer, Startable {
     stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, CLIENT_STREAM_READ_BUFFER_BYTES)
     const onAbort = (): void => { stream.abort(signal.reason instanceof Error ? signal.reason : new TransferAbortedError('aborted')) }
     signal.addEventListener('abort', onAbort, { once: true })
-    const reader = new FrameReader(stream, { highWaterBytes: READ_HIGH_WATER_BYTES })
     let finished = false
     try {
       const request = KvRequest.encode({ fingerprint: this.modelFingerprint, keys: keyBytes })
@@ -311,9 +378,40 @@ export class KvTransferService implements KvTransfer, Startable {
         if (signal.aborted) throw err
         this.log('sending request to %p failed (%s), reading the answer', peer, (err as Error).message)
       }
+      // the limit of the next frame depends on its position (header or data): the parser sets it
+      // before pulling each frame, and the decoder checks it before buffering the frame's payload
+      const limit = { bytes: MAX_HEADER_BYTES }
+      yield * pipe(
+        streamSource(stream, { highWaterBytes: READ_HIGH_WATER_BYTES, signal }),
+        decodeFrames(() => limit.bytes),
+        (frames) => this.answers(frames, limit, keys, keyBytes)
+      )
+      finished = true
+    } catch (err) {
+      const offence = signal.aborted ? undefined : offenceOf(err)
+      if (offence != null) this.offend(peer, offence, `bad response: ${(err as Error).message}`)
+      throw err
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+      // covers errors and a consumer that stopped iterating early
+      if (!finished) stream.abort(new TransferAbortedError('fetch ended before the response was complete'))
+    }
+  }
+
+  /** it-pipe sink of the client: frames in, verified answers out, in request order. */
+  private async * answers (frames: AsyncIterable<Uint8ArrayList>, limit: { bytes: number }, keys: string[], keyBytes: Uint8Array[]): AsyncGenerator<FetchedChunk, void, undefined> {
+    const it = frames[Symbol.asyncIterator]()
+    const next = async (maxBytes: number): Promise<Uint8ArrayList | undefined> => {
+      limit.bytes = maxBytes
+      const r = await it.next()
+      return r.done === true ? undefined : r.value
+    }
+    try {
       for (let i = 0; i < keys.length; i++) {
         const key = keys[i] as string
-        const header = await this.readHeader(reader, signal)
+        const frame = await next(MAX_HEADER_BYTES)
+        if (frame == null) throw new StreamEndedError('stream ended before all answers were received')
+        const header = decodeKvHeader(frame)
         const rejection = REJECTIONS[header.status]
         if (rejection != null) {
           if (i > 0) throw new KvProtocolError(`whole-request status ${header.status} after ${i} answers`)
@@ -323,7 +421,7 @@ export class KvTransferService implements KvTransfer, Startable {
           throw new KvProtocolError(`answer ${i} is for key ${toHex(header.key).slice(0, 16)}..., expected ${key.slice(0, 16)}...`)
         }
         if (header.status === KvHeader.Status.FOUND) {
-          const bytes = await this.readChunk(reader, key, header, signal)
+          const bytes = await this.readChunk(next, key, header)
           this.counters.chunksFetched++
           this.counters.bytesFetched += bytes.byteLength
           yield { key, status: 'found', bytes }
@@ -335,34 +433,27 @@ export class KvTransferService implements KvTransfer, Startable {
           throw new KvProtocolError(`unknown status ${header.status}`)
         }
       }
-      if (!(await reader.atEnd({ signal }))) throw new KvProtocolError('data after the last answer')
-      finished = true
+      let extra: Uint8ArrayList | undefined
+      try {
+        extra = await next(MAX_FRAME_BYTES)
+      } catch (err) {
+        if (offenceOf(err) == null && (err as Error)?.name !== 'StreamEndedError') throw err
+        throw new KvProtocolError('data after the last answer')
+      }
+      if (extra != null) throw new KvProtocolError('data after the last answer')
     } finally {
-      signal.removeEventListener('abort', onAbort)
-      reader.release()
-      // covers errors and a consumer that stopped iterating early
-      if (!finished) stream.abort(new TransferAbortedError('fetch ended before the response was complete'))
+      await it.return?.()
     }
   }
 
-  private async readHeader (reader: FrameReader, signal: AbortSignal): Promise<KvHeader> {
-    const frame = await reader.next(MAX_HEADER_BYTES, { signal })
-    if (frame == null) throw new StreamEndedError('stream ended before all answers were received')
-    try {
-      return KvHeader.decode(frame)
-    } catch (err) {
-      throw new KvProtocolError(`malformed header: ${(err as Error).message}`)
-    }
-  }
-
-  private async readChunk (reader: FrameReader, key: string, header: KvHeader, signal: AbortSignal): Promise<Uint8Array> {
+  private async readChunk (next: (maxBytes: number) => Promise<Uint8ArrayList | undefined>, key: string, header: KvHeader): Promise<Uint8Array> {
     if (header.size > this.maxChunkBytes) throw new KvProtocolError(`chunk of ${header.size} bytes exceeds the limit of ${this.maxChunkBytes}`)
     if (header.sha256.byteLength !== 32) throw new KvProtocolError(`sha256 of ${header.sha256.byteLength} bytes`)
     // not zero-filled: every byte is overwritten below, or the buffer is dropped with an error
     const bytes = header.size === 0 ? EMPTY : Buffer.allocUnsafeSlow(header.size)
     let received = 0
     while (received < header.size) {
-      const frame = await reader.next(MAX_FRAME_BYTES, { signal })
+      const frame = await next(MAX_FRAME_BYTES)
       if (frame == null) throw new StreamEndedError(`stream ended after ${received} of ${header.size} bytes of chunk ${key}`)
       if (frame.byteLength === 0) throw new KvProtocolError('empty data frame')
       if (received + frame.byteLength > header.size) {

@@ -1,8 +1,8 @@
 import '../../src/polyfill.js'
 import { createHash } from 'node:crypto'
 import { expect } from 'chai'
-import { encodeFrame, FrameReader, KV_PROTOCOL, KvHeader, KvRequest, MAX_REQUEST_BYTES } from '../../src/transfer/index.js'
-import { equalBytes, payload, randomKey, startNode, stopAll, waitFor } from './helpers.js'
+import { encodeFrame, KV_PROTOCOL, KvHeader, KvRequest, MAX_REQUEST_BYTES } from '../../src/transfer/index.js'
+import { equalBytes, payload, randomKey, readFirstFrame, startNode, stopAll, waitFor } from './helpers.js'
 import type { TestNode } from './helpers.js'
 
 const SIZE = 590_488
@@ -106,9 +106,7 @@ describe('mesh fetcher', function () {
     await known(client, c, 2, 10)
     // b answers keys[2] with bytes that do not match the hash it declares
     await b.node.libp2p.handle(KV_PROTOCOL, async (stream) => {
-      const reader = new FrameReader(stream, { highWaterBytes: 1 << 20 })
-      const frame = await reader.next(MAX_REQUEST_BYTES)
-      reader.release()
+      const frame = await readFirstFrame(stream, MAX_REQUEST_BYTES)
       for (const key of KvRequest.decode(frame ?? new Uint8Array()).keys) {
         const hex = Buffer.from(key).toString('hex')
         const right = payload(keys.indexOf(hex), SIZE)
@@ -136,6 +134,14 @@ describe('mesh fetcher', function () {
     expect(result.chunks).to.have.length(0)
     expect(opened).to.equal(1)
     expect(client.node.fetcher.stats()).to.include({ deadlines: 1, emptyRequests: 1 })
+  })
+
+  it('takes a fractional deadline (the pipeline\'s compute-time estimate) and fetches within it', async () => {
+    const [client, b] = await mesh(1) as [TestNode, TestNode]
+    hold(b, 0, 3)
+    await known(client, b, 0, 3)
+    const result = await client.node.fetcher.fetchContinuation(keys.slice(0, 3), 0, { deadlineMs: 5_000.37 })
+    expectChunks(result.chunks, 0, 3)
   })
 
   it('throws when the caller aborts', async () => {

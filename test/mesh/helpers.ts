@@ -3,7 +3,10 @@ import { createHash, randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import pWaitFor from 'p-wait-for'
 import { createMeshNode } from '../../src/network/index.js'
+import { decodeFrames, streamSource } from '../../src/transfer/index.js'
 import type { MeshNode, MeshNodeInit } from '../../src/network/index.js'
+import type { Stream } from '@libp2p/interface'
+import type { Uint8ArrayList } from 'uint8arraylist'
 
 export const FINGERPRINT = createHash('sha256').update('promptmesh test model').digest('hex')
 
@@ -104,4 +107,15 @@ export async function waitFor (condition: () => boolean, timeoutMs = 15_000, wha
     if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`)
     return false
   }, { interval: 20 })
+}
+
+/** The frames a raw peer reads off a stream (the tests' own rogue servers and clients). */
+export function readFrames (stream: Stream, maxBytes: number, signal?: AbortSignal): AsyncGenerator<Uint8ArrayList, void, undefined> {
+  return decodeFrames(maxBytes)(streamSource(stream, { highWaterBytes: 1 << 20, signal }))
+}
+
+/** The first frame on a stream (then stops reading), or undefined when it ended first. */
+export async function readFirstFrame (stream: Stream, maxBytes: number, signal?: AbortSignal): Promise<Uint8ArrayList | undefined> {
+  for await (const frame of readFrames(stream, maxBytes, signal)) return frame
+  return undefined
 }

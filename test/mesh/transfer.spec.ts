@@ -2,9 +2,9 @@ import '../../src/polyfill.js'
 import { createHash } from 'node:crypto'
 import { expect } from 'chai'
 import {
-  encodeFrame, encodeVarint, FrameReader, KV_PROTOCOL, KvHeader, KvRequest, MAX_HEADER_BYTES, MAX_REQUEST_BYTES
+  encodeFrame, encodeVarint, KV_PROTOCOL, KvHeader, KvRequest, MAX_HEADER_BYTES, MAX_REQUEST_BYTES
 } from '../../src/transfer/index.js'
-import { collect, equalBytes, payload, randomKey, startNode, stopAll, waitFor } from './helpers.js'
+import { collect, equalBytes, payload, randomKey, readFirstFrame, readFrames, startNode, stopAll, waitFor } from './helpers.js'
 import type { FetchedChunk } from '../../src/transfer/index.js'
 import type { TestNode } from './helpers.js'
 import type { Stream } from '@libp2p/interface'
@@ -26,30 +26,22 @@ async function rawRequest (client: TestNode, server: TestNode, bytes: Uint8Array
   const stream = await client.node.libp2p.dialProtocol(server.node.peerId, KV_PROTOCOL)
   stream.send(bytes)
   if (closeWrite) await stream.close()
-  const reader = new FrameReader(stream, { highWaterBytes: 1 << 20 })
   const headers: KvHeader[] = []
   const signal = AbortSignal.timeout(10_000)
   try {
-    for (;;) {
-      const frame = await reader.next(MAX_HEADER_BYTES, { signal })
-      if (frame == null) break
-      headers.push(KvHeader.decode(frame))
-    }
+    for await (const frame of readFrames(stream, MAX_HEADER_BYTES, signal)) headers.push(KvHeader.decode(frame))
   } catch (err) {
     // the server resets the stream after a refusal; what it sent first was read above
     if (signal.aborted) throw err
   }
-  reader.release()
   return headers
 }
 
 /** Replaces a node's kv handler with one that answers every key through `answer`. */
 async function rogueServer (server: TestNode, answer: (key: Uint8Array, stream: Stream) => void): Promise<void> {
   await server.node.libp2p.handle(KV_PROTOCOL, async (stream) => {
-    const reader = new FrameReader(stream, { highWaterBytes: 1 << 20 })
     try {
-      const frame = await reader.next(MAX_REQUEST_BYTES, { signal: AbortSignal.timeout(5_000) })
-      reader.release()
+      const frame = await readFirstFrame(stream, MAX_REQUEST_BYTES, AbortSignal.timeout(5_000))
       if (frame == null) return
       for (const key of KvRequest.decode(frame).keys) answer(key, stream)
       await stream.close()
@@ -173,11 +165,18 @@ describe('kv transfer', function () {
   })
 
   describe('serving', () => {
-    async function stillServes (): Promise<void> {
+    async function stillServes (to: TestNode = client): Promise<void> {
       const key = randomKey()
       server.store.put(key, payload(5, 600_000))
-      const [answer] = await collect(client.node.transfer.fetch(server.node.peerId, [key]))
+      const [answer] = await collect(to.node.transfer.fetch(server.node.peerId, [key]))
       expect(answer?.status).to.equal('found')
+    }
+
+    /** another client, for checking that a server which cut one off still serves the rest */
+    async function otherClient (): Promise<TestNode> {
+      const other = await startNode({ peers: [server.addr] })
+      nodes.push(other)
+      return other
     }
 
     it('answers a request for too many keys with BAD_REQUEST and keeps serving', async () => {
@@ -185,32 +184,56 @@ describe('kv transfer', function () {
       expect((err as Error & { status: string }).status).to.equal('bad-request')
       expect(err.message).to.include('at most 64')
       expect(server.node.transfer.stats().requestsRejected).to.equal(1)
+      // within the protocol's 1,024 keys: an honest client configured for more, not an offence
+      expect(server.node.guard.isBanned(client.node.peerId)).to.equal(false)
       await stillServes()
     })
 
-    it('answers an oversized request frame with BAD_REQUEST and keeps serving', async () => {
+    it('answers an oversized request frame with BAD_REQUEST, cuts the client off and keeps serving others', async () => {
       const bytes = new Uint8Array([...encodeVarint(10 * 1_048_576), ...new Uint8Array(1000)])
       const headers = await rawRequest(client, server, bytes, false)
       expect(headers.map((h) => h.status)).to.deep.equal([KvHeader.Status.BAD_REQUEST])
       expect(headers[0]?.message).to.match(/exceeds/)
-      await stillServes()
+      await waitFor(() => server.node.guard.isBanned(client.node.peerId))
+      await waitFor(() => server.node.connectedPeers().every((p) => !p.equals(client.node.peerId)), 10_000, 'the client to be disconnected')
+      // refused for a while: a new connection is dropped as soon as the client's identity is known
+      await client.node.libp2p.dial(server.node.getMultiaddrs()).catch(() => {})
+      await waitFor(() => server.node.guard.stats().refusedConnections > 0, 10_000, 'the server to refuse the banned client')
+      await waitFor(() => server.node.connectedPeers().every((p) => !p.equals(client.node.peerId)), 10_000, 'the client to stay disconnected')
+      await stillServes(await otherClient())
     })
 
-    it('answers garbage with BAD_REQUEST and keeps serving', async () => {
-      for (const garbage of [
-        Uint8Array.from([5, 0xff, 0xff, 0xff, 0xff, 0xff]), // a frame that is not protobuf
-        Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff]), // a length prefix that never ends
-        Uint8Array.from([200, 1, 1, 2, 3]), // a frame cut short by the end of the stream
-        new TextEncoder().encode('GET / HTTP/1.1\r\n\r\n'),
-        KvRequest.encode({ fingerprint: client.node.transfer.modelFingerprint, keys: [new Uint8Array(31)] }) // unframed
-      ]) {
-        const headers = await rawRequest(client, server, garbage)
-        expect(headers.map((h) => h.status)).to.deep.equal([KvHeader.Status.BAD_REQUEST], Buffer.from(garbage).toString('hex'))
+    it('answers garbage with BAD_REQUEST and cuts off a peer that keeps sending it', async () => {
+      const garbage: Array<[Uint8Array, 'limit' | 'fault']> = [
+        [Uint8Array.from([5, 0xff, 0xff, 0xff, 0xff, 0xff]), 'fault'], // a frame that is not protobuf
+        [Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff]), 'limit'], // a length prefix that never ends: a frame over the limit
+        [Uint8Array.from([200, 1, 1, 2, 3]), 'fault'], // a frame cut short by the end of the stream
+        [new TextEncoder().encode('GET / HTTP/1.1\r\n\r\n'), 'fault'],
+        [KvRequest.encode({ fingerprint: client.node.transfer.modelFingerprint, keys: [new Uint8Array(31)] }), 'fault'], // unframed
+        [encodeFrame(KvRequest.encode({ fingerprint: client.node.transfer.modelFingerprint, keys: [new Uint8Array(31)] })).subarray(), 'fault'] // a 31-byte key
+      ]
+      for (const [bytes, offence] of garbage) {
+        const before = server.node.transfer.stats()
+        const headers = await rawRequest(client, server, bytes)
+        expect(headers.map((h) => h.status)).to.deep.equal([KvHeader.Status.BAD_REQUEST], Buffer.from(bytes).toString('hex'))
+        // judged once the client had its moment to read the answer
+        await waitFor(() => server.node.transfer.stats().limitOffences + server.node.transfer.stats().faultOffences > before.limitOffences + before.faultOffences)
+        const after = server.node.transfer.stats()
+        expect(after.limitOffences - before.limitOffences).to.equal(offence === 'limit' ? 1 : 0)
+        expect(after.faultOffences - before.faultOffences).to.equal(offence === 'fault' ? 1 : 0)
+        expect(server.node.guard.isBanned(client.node.peerId)).to.equal(offence === 'limit')
+        // forgive it, so that each input is judged on its own
+        server.node.guard.pardon(client.node.peerId)
       }
-      const headers = await rawRequest(client, server, encodeFrame(KvRequest.encode({ fingerprint: client.node.transfer.modelFingerprint, keys: [new Uint8Array(31)] })).subarray())
-      expect(headers.map((h) => h.status)).to.deep.equal([KvHeader.Status.BAD_REQUEST])
+      const last = garbage[5]?.[0] as Uint8Array
+      const headers = await rawRequest(client, server, last)
       expect(headers[0]?.message).to.match(/32 bytes/)
       await stillServes()
+      // faults are tolerated twice within a minute; the third cuts the peer off
+      server.node.guard.pardon(client.node.peerId)
+      for (let i = 0; i < 3; i++) await rawRequest(client, server, last).catch(() => [])
+      await waitFor(() => server.node.guard.isBanned(client.node.peerId))
+      await stillServes(await otherClient())
     })
 
     it('answers a request for another model with WRONG_MODEL', async () => {

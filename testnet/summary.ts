@@ -1,0 +1,212 @@
+/**
+ * What a run measured, per query and per strategy: the records both the real testnet and the
+ * simulation produce, and the summary computed from them (means, median, p95, reductions against
+ * `none`, hit rates, bytes and requests, exactness of answers against `none`).
+ */
+import type { Strategy } from './constants.js'
+
+export interface QueryRecord {
+  strategy: Strategy
+  /** position in the workload (the same prompt on every strategy) */
+  index: number
+  node: number
+  subject?: string
+  promptTokens: number
+  ttftMs: number
+  ttltMs: number
+  reusedTokens: number
+  localTokens: number
+  remoteTokens: number
+  /** none | local | remote | mixed */
+  source: string
+  bytesFetched: number
+  /** peers that served chunks */
+  peers: number
+  /** chunk requests this query sent to peers, and those that found nothing */
+  requests: number
+  emptyRequests: number
+  /** where requests/emptyRequests come from: the node's answer, its /metrics counters, or the simulation */
+  requestsFrom: 'answer' | 'metrics' | 'simulated'
+  /** the node chose to compute although peers had chunks (adaptive fetching) */
+  fetchSkipped?: boolean
+  /** generated token ids (greedy); empty in a simulation */
+  tokens: number[]
+  timings: Record<string, number>
+  /** catalog only: how long the querying node's new catalog took to reach every peer (null: not within the limit) */
+  settleMs?: number | null
+  error?: string
+}
+
+export interface Stats {
+  mean: number
+  median: number
+  p95: number
+  min: number
+  max: number
+}
+
+export interface MeshTotals {
+  /** summed over every node's /metrics (real runs) or counted (simulation) */
+  fetchRequests: number
+  fetchRequestsWasted: number
+  kvRequestsServed: number
+  kvBytesServed: number
+  catalogPublished: number
+  catalogReceived: number
+  catalogFalsePositives: number
+  /** simulation only: catalog bytes delivered to peers (each peer counted once; gossip overhead excluded) */
+  catalogBytes?: number
+  /** simulation only: catalog bytes each node receives per second, on average */
+  catalogBytesPerNodePerS?: number
+}
+
+export interface StrategySummary {
+  queries: number
+  errors: number
+  ttftMs: Stats
+  ttltMs: Stats
+  /** 100 × (1 − mean / mean of `none`) */
+  ttftReductionPct?: number
+  ttltReductionPct?: number
+  /** the same on medians */
+  ttftMedianReductionPct?: number
+  /** queries that reused at least one cached token */
+  hitRate: number
+  /** reused prompt tokens ÷ prompt tokens */
+  tokenHitRate: number
+  sources: Record<string, number>
+  promptTokens: number
+  reusedTokens: number
+  bytesFetched: number
+  requests: number
+  wastedRequests: number
+  /** queries where adaptive fetching chose to compute */
+  fetchSkipped: number
+  /** median chunk transfer rate of queries that fetched, MB/s (bytes ÷ fetch time) */
+  fetchMBps?: number
+  /** catalog only: queries after which the new catalog did not reach every peer in time */
+  unsettled?: number
+  mesh?: MeshTotals
+}
+
+export interface ExactMatch {
+  compared: number
+  equal: number
+  /** prompt indices whose answer tokens differ from `none`'s */
+  mismatched: number[]
+  /** per prompt index: equal to `none` (null: one of the two failed) */
+  byIndex: Array<boolean | null>
+}
+
+export interface ExactMatches {
+  reference: 'none'
+  /** every compared strategy gave `none`'s tokens on every prompt */
+  allEqual: boolean
+  strategies: Partial<Record<Strategy, ExactMatch>>
+}
+
+/** Keyed by strategy, plus `exactMatches` (answers against `none`, greedy decoding: must be equal). */
+export type Summary = Partial<Record<Strategy, StrategySummary>> & { exactMatches?: ExactMatches }
+
+/** Linear-interpolated quantile (q in [0, 1]) of unsorted values. */
+export function quantile (values: number[], q: number): number {
+  if (values.length === 0) return NaN
+  const s = [...values].sort((a, b) => a - b)
+  const pos = (s.length - 1) * q
+  const lo = Math.floor(pos)
+  const hi = Math.ceil(pos)
+  return (s[lo] as number) + ((s[hi] as number) - (s[lo] as number)) * (pos - lo)
+}
+
+export function stats (values: number[]): Stats {
+  if (values.length === 0) return { mean: NaN, median: NaN, p95: NaN, min: NaN, max: NaN }
+  return {
+    mean: values.reduce((a, b) => a + b, 0) / values.length,
+    median: quantile(values, 0.5),
+    p95: quantile(values, 0.95),
+    min: Math.min(...values),
+    max: Math.max(...values)
+  }
+}
+
+const reduction = (value: number, base: number): number | undefined => Number.isFinite(value) && Number.isFinite(base) && base > 0 ? round(100 * (1 - value / base), 2) : undefined
+
+export function round (x: number, digits = 2): number {
+  const f = 10 ** digits
+  return Math.round(x * f) / f
+}
+
+function roundStats (s: Stats): Stats {
+  return { mean: round(s.mean), median: round(s.median), p95: round(s.p95), min: round(s.min), max: round(s.max) }
+}
+
+export function summarizeStrategy (records: QueryRecord[], mesh?: MeshTotals): StrategySummary {
+  const ok = records.filter(r => r.error == null)
+  const sources: Record<string, number> = {}
+  for (const r of ok) sources[r.source] = (sources[r.source] ?? 0) + 1
+  const fetched = ok.filter(r => r.bytesFetched > 0 && (r.timings.fetchMs ?? 0) > 0)
+  const promptTokens = ok.reduce((a, r) => a + r.promptTokens, 0)
+  const reusedTokens = ok.reduce((a, r) => a + r.reusedTokens, 0)
+  const settles = ok.filter(r => r.settleMs !== undefined)
+  return {
+    queries: records.length,
+    errors: records.length - ok.length,
+    ttftMs: roundStats(stats(ok.map(r => r.ttftMs))),
+    ttltMs: roundStats(stats(ok.map(r => r.ttltMs))),
+    hitRate: ok.length === 0 ? 0 : round(ok.filter(r => r.reusedTokens > 0).length / ok.length, 4),
+    tokenHitRate: promptTokens === 0 ? 0 : round(reusedTokens / promptTokens, 4),
+    sources,
+    promptTokens,
+    reusedTokens,
+    bytesFetched: ok.reduce((a, r) => a + r.bytesFetched, 0),
+    requests: ok.reduce((a, r) => a + r.requests, 0),
+    wastedRequests: ok.reduce((a, r) => a + r.emptyRequests, 0),
+    fetchSkipped: ok.filter(r => r.fetchSkipped === true).length,
+    ...(fetched.length > 0 ? { fetchMBps: round(quantile(fetched.map(r => r.bytesFetched / 1e6 / ((r.timings.fetchMs as number) / 1000)), 0.5)) } : {}),
+    ...(settles.length > 0 ? { unsettled: settles.filter(r => r.settleMs === null).length } : {}),
+    ...(mesh != null ? { mesh } : {})
+  }
+}
+
+export function exactMatches (records: QueryRecord[], strategies: Strategy[]): ExactMatches | undefined {
+  if (!strategies.includes('none')) return undefined
+  const ref = new Map(records.filter(r => r.strategy === 'none').map(r => [r.index, r]))
+  const indices = [...ref.keys()].sort((a, b) => a - b)
+  const out: ExactMatches = { reference: 'none', allEqual: true, strategies: {} }
+  for (const strategy of strategies.filter(s => s !== 'none')) {
+    const mine = new Map(records.filter(r => r.strategy === strategy).map(r => [r.index, r]))
+    const m: ExactMatch = { compared: 0, equal: 0, mismatched: [], byIndex: [] }
+    for (const i of indices) {
+      const a = ref.get(i)
+      const b = mine.get(i)
+      if (a == null || b == null || a.error != null || b.error != null) { m.byIndex[i] = null; continue }
+      const equal = a.tokens.length === b.tokens.length && a.tokens.every((t, k) => t === b.tokens[k])
+      m.compared++
+      if (equal) m.equal++; else m.mismatched.push(i)
+      m.byIndex[i] = equal
+    }
+    if (m.equal !== m.compared || m.compared === 0) out.allEqual = false
+    out.strategies[strategy] = m
+  }
+  return out
+}
+
+/** The summary of a run: one entry per strategy, reductions against `none`, answers against `none`. */
+export function summarize (records: QueryRecord[], strategies: Strategy[], mesh: Partial<Record<Strategy, MeshTotals>> = {}, options: { compareTokens?: boolean } = {}): Summary {
+  const summary: Summary = {}
+  for (const s of strategies) summary[s] = summarizeStrategy(records.filter(r => r.strategy === s), mesh[s])
+  const none = summary.none
+  if (none != null) {
+    for (const s of strategies) {
+      const x = summary[s] as StrategySummary
+      x.ttftReductionPct = reduction(x.ttftMs.mean, none.ttftMs.mean)
+      x.ttltReductionPct = reduction(x.ttltMs.mean, none.ttltMs.mean)
+      x.ttftMedianReductionPct = reduction(x.ttftMs.median, none.ttftMs.median)
+    }
+  }
+  if (options.compareTokens !== false) {
+    const em = exactMatches(records, strategies)
+    if (em != null) summary.exactMatches = em
+  }
+  return summary
+}
