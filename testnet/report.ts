@@ -150,12 +150,13 @@ export function verdicts (summary: Summary, strategies: Strategy[]): string[] {
 }
 
 function meshRows (summary: Summary, strategies: Strategy[]): string[][] {
-  const rows = [['strategy', 'fetch requests', 'wasted', 'kv requests served', 'MB served', 'fetch MB/s (median)', 'catalogs published', 'catalogs received', 'false positives', 'catalog MB', 'catalog KB/s per node']]
+  const rows = [['strategy', 'cold prefill tok/s (median)', 'fetch requests', 'wasted', 'kv requests served', 'MB served', 'fetch MB/s (median)', 'catalogs published', 'catalogs received', 'false positives', 'catalog MB', 'catalog KB/s per node']]
   for (const strategy of strategies) {
     const m: MeshTotals | undefined = summary[strategy]?.mesh
     if (m == null) continue
     const speed = summary[strategy]?.fetchMBps
-    rows.push([strategy, String(m.fetchRequests), String(m.fetchRequestsWasted), String(m.kvRequestsServed), mb(m.kvBytesServed), speed != null ? speed.toFixed(2) : '–',
+    const cold = summary[strategy]?.coldPrefillTokPerS
+    rows.push([strategy, cold != null ? cold.toFixed(1) : '–', String(m.fetchRequests), String(m.fetchRequestsWasted), String(m.kvRequestsServed), mb(m.kvBytesServed), speed != null ? speed.toFixed(2) : '–',
       String(m.catalogPublished), String(m.catalogReceived), String(m.catalogFalsePositives),
       m.catalogBytes != null ? mb(m.catalogBytes) : '–', m.catalogBytesPerNodePerS != null ? (m.catalogBytesPerNodePerS / 1e3).toFixed(2) : '–'])
   }

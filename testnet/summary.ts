@@ -84,6 +84,8 @@ export interface StrategySummary {
   fetchSkipped: number
   /** median chunk transfer rate of queries that fetched, MB/s (bytes ÷ fetch time) */
   fetchMBps?: number
+  /** median prompt tokens per second of the queries computed from scratch (the effective device rate during the run) */
+  coldPrefillTokPerS?: number
   /** catalog only: queries after which the new catalog did not reach every peer in time */
   unsettled?: number
   mesh?: MeshTotals
@@ -148,6 +150,7 @@ export function summarizeStrategy (records: QueryRecord[], mesh?: MeshTotals): S
   const promptTokens = ok.reduce((a, r) => a + r.promptTokens, 0)
   const reusedTokens = ok.reduce((a, r) => a + r.reusedTokens, 0)
   const settles = ok.filter(r => r.settleMs !== undefined)
+  const cold = ok.filter(r => r.reusedTokens === 0 && r.ttftMs > 0)
   return {
     queries: records.length,
     errors: records.length - ok.length,
@@ -163,6 +166,7 @@ export function summarizeStrategy (records: QueryRecord[], mesh?: MeshTotals): S
     wastedRequests: ok.reduce((a, r) => a + r.emptyRequests, 0),
     fetchSkipped: ok.filter(r => r.fetchSkipped === true).length,
     ...(fetched.length > 0 ? { fetchMBps: round(quantile(fetched.map(r => r.bytesFetched / 1e6 / ((r.timings.fetchMs as number) / 1000)), 0.5)) } : {}),
+    ...(cold.length > 0 ? { coldPrefillTokPerS: round(quantile(cold.map(r => r.promptTokens / (r.ttftMs / 1000)), 0.5), 1) } : {}),
     ...(settles.length > 0 ? { unsettled: settles.filter(r => r.settleMs === null).length } : {}),
     ...(mesh != null ? { mesh } : {})
   }

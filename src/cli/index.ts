@@ -8,6 +8,7 @@ Usage:
   promptmesh query [--api URL] [--max-tokens N] [--json] PROMPT
   promptmesh status [--api URL] [--json]
   promptmesh doctor [--api URL] [--json]
+  promptmesh swarm-key generate [--out FILE]
   promptmesh testnet [--nodes N] [--profile pi-zero-2w|lan|fast-cpu-slow-link] [--mmlu DIR] [--out DIR]
   promptmesh run --model FILE --cache-dir DIR [--max-tokens N] [--json] PROMPT
   promptmesh model synth --shape <tiny-llama|tiny-gemma3|gemma3-270m> --out FILE [--seed N]
@@ -22,6 +23,7 @@ const commands: Record<string, () => Promise<Command>> = {
   status: async () => (await import('./status.js')).statusCommand,
   doctor: async () => (await import('./doctor.js')).doctorCommand,
   testnet: async () => (await import('./testnet.js')).testnetCommand,
+  'swarm-key': async () => (await import('./swarm-key.js')).swarmKeyCommand,
   run: async () => (await import('./run.js')).runCommand,
   model: async () => (await import('./model.js')).modelCommand
 }

@@ -136,10 +136,11 @@ function parseCache (r: Reader): ParsedCache {
   const nStream = r.u32('n_stream')
   if (nStream !== 1) throw new UnsupportedStateLayoutError(`n_stream ${nStream} (only single-stream contexts are supported)`)
   const cellCount = r.u32('cell_count')
+  // check the bytes exist before allocating per-cell arrays (a forged count must not reserve gigabytes)
+  r.need(cellCount * 8, 'cell metadata')
   const positions = new Int32Array(cellCount)
   const metaOffsets = new Uint32Array(cellCount)
   if (cellCount === 0) return { cellCount, positions, metaOffsets, metaEnd: r.offset, vTrans: false, layers: [] }
-  r.need(cellCount * 8, 'cell metadata')
   for (let i = 0; i < cellCount; i++) {
     metaOffsets[i] = r.offset
     positions[i] = r.i32('cell pos')

@@ -143,7 +143,11 @@ export class Pipeline {
     if (tokens.length + maxTokens > this.engine.contextSize) {
       throw new PromptTooLongError(`prompt of ${tokens.length} tokens plus ${maxTokens} to generate exceeds the context size ${this.engine.contextSize}`)
     }
-    const result = await this.engine.lock(async () => await this.answer(tokens, maxTokens, options, t0))
+    const result = await this.engine.lock(async () => {
+      // a client that left while queued costs nothing: prefill cannot be interrupted once started
+      options.signal?.throwIfAborted()
+      return await this.answer(tokens, maxTokens, options, t0)
+    })
     this.events.emit('query', result)
     return result
   }
