@@ -126,14 +126,15 @@ export function cdfChart (options: { title: string, subtitle?: string, unit: str
   let x: (v: number) => number
   let ticks: number[]
   if (log) {
-    const a = Math.floor(Math.log10(lo))
-    const b = Math.ceil(Math.log10(hi))
-    x = v => m.left + ((Math.log10(Math.max(v, 10 ** a)) - a) / Math.max(1, b - a)) * plotW
-    ticks = []
-    for (let e = a; e <= b; e++) ticks.push(10 ** e)
-    for (let e = a; e < b; e++) {
-      for (const k of [2, 5]) out.push(`<line x1="${x(k * 10 ** e).toFixed(1)}" x2="${x(k * 10 ** e).toFixed(1)}" y1="${m.top}" y2="${m.top + plotH}" stroke="#f0f0f0"/>`)
-    }
+    // 1-2-5 steps, from the one at or below the smallest value to the one at or above the largest
+    const steps: number[] = []
+    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) for (const k of [1, 2, 5]) steps.push(Number((k * 10 ** e).toPrecision(3)))
+    const from = steps.filter(v => v <= lo).pop() ?? steps[0] as number
+    const to = steps.find(v => v >= hi) ?? steps[steps.length - 1] as number
+    const a = Math.log10(from)
+    const span = Math.max(1e-9, Math.log10(to) - a)
+    x = v => m.left + ((Math.log10(Math.min(Math.max(v, from), to)) - a) / span) * plotW
+    ticks = steps.filter(v => v >= from && v <= to)
   } else {
     ticks = niceTicks(hi)
     const top = ticks[ticks.length - 1] as number
