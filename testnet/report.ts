@@ -149,6 +149,17 @@ export function verdicts (summary: Summary, strategies: Strategy[]): string[] {
   return out
 }
 
+function sourceRows (summary: Summary, strategies: Strategy[]): string[][] {
+  const sources = ['none', 'local', 'remote', 'mixed']
+  const rows = [['strategy', ...sources.map(src => `${src}: queries, mean TTFT s`)]]
+  for (const strategy of strategies) {
+    const x = summary[strategy]
+    if (x == null) continue
+    rows.push([strategy, ...sources.map(src => x.sources[src] != null ? `${x.sources[src] as number}, ${s(x.ttftBySourceMs[src] as number)}` : '–')])
+  }
+  return rows
+}
+
 function meshRows (summary: Summary, strategies: Strategy[]): string[][] {
   const rows = [['strategy', 'cold prefill tok/s (median)', 'fetch requests', 'wasted', 'kv requests served', 'MB served', 'fetch MB/s (median)', 'catalogs published', 'catalogs received', 'false positives', 'catalog MB', 'catalog KB/s per node']]
   for (const strategy of strategies) {
@@ -244,8 +255,12 @@ export function renderMarkdown (r: TestnetReport): string {
   const v = verdicts(r.summary, h.strategies)
   if (v.length > 0) lines.push(...v.map(x => `- ${x}`), '')
   lines.push('![TTFT and TTLT per strategy](ttft-bar.svg)', '', '![TTFT CDF per strategy](ttft-cdf.svg)', '')
+  lines.push('### TTFT by where the prefix came from', '', markdownTable(sourceRows(r.summary, h.strategies)), '')
   const mesh = meshRows(r.summary, h.strategies)
-  if (mesh.length > 1) lines.push('## Mesh counters', '', markdownTable(mesh), '')
+  if (mesh.length > 1) {
+    lines.push('## Mesh counters', '', markdownTable(mesh), '')
+    if (!sim) lines.push('Summed over every node\'s /metrics at the end of each strategy, so they include the warm-up and private prompts; "MB served" counts what servers wrote, including transfers the requester gave up on.', '')
+  }
   if (r.simulation != null) {
     lines.push('## Simulation', '', `Timings from: ${r.simulation.calibrationSource}.`, '')
     lines.push(markdownTable([['parameter', 'value'], ...Object.entries(r.simulation.parameters).map(([k, val]) => [k, String(val)])], true), '')

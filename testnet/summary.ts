@@ -75,6 +75,8 @@ export interface StrategySummary {
   /** reused prompt tokens ÷ prompt tokens */
   tokenHitRate: number
   sources: Record<string, number>
+  /** mean TTFT by where the prefix came from (none, local, remote, mixed) */
+  ttftBySourceMs: Record<string, number>
   promptTokens: number
   reusedTokens: number
   bytesFetched: number
@@ -84,7 +86,7 @@ export interface StrategySummary {
   fetchSkipped: number
   /** median chunk transfer rate of queries that fetched, MB/s (bytes ÷ fetch time) */
   fetchMBps?: number
-  /** median prompt tokens per second of the queries computed from scratch (the effective device rate during the run) */
+  /** median prompt tokens per second of prefill in the queries computed from scratch (the device's effective rate during the run) */
   coldPrefillTokPerS?: number
   /** catalog only: queries after which the new catalog did not reach every peer in time */
   unsettled?: number
@@ -159,6 +161,10 @@ export function summarizeStrategy (records: QueryRecord[], mesh?: MeshTotals): S
     hitRate: ok.length === 0 ? 0 : round(ok.filter(r => r.reusedTokens > 0).length / ok.length, 4),
     tokenHitRate: promptTokens === 0 ? 0 : round(reusedTokens / promptTokens, 4),
     sources,
+    ttftBySourceMs: Object.fromEntries(Object.keys(sources).map(src => {
+      const xs = ok.filter(r => r.source === src)
+      return [src, round(xs.reduce((a, r) => a + r.ttftMs, 0) / xs.length)]
+    })),
     promptTokens,
     reusedTokens,
     bytesFetched: ok.reduce((a, r) => a + r.bytesFetched, 0),
@@ -166,7 +172,7 @@ export function summarizeStrategy (records: QueryRecord[], mesh?: MeshTotals): S
     wastedRequests: ok.reduce((a, r) => a + r.emptyRequests, 0),
     fetchSkipped: ok.filter(r => r.fetchSkipped === true).length,
     ...(fetched.length > 0 ? { fetchMBps: round(quantile(fetched.map(r => r.bytesFetched / 1e6 / ((r.timings.fetchMs as number) / 1000)), 0.5)) } : {}),
-    ...(cold.length > 0 ? { coldPrefillTokPerS: round(quantile(cold.map(r => r.promptTokens / (r.ttftMs / 1000)), 0.5), 1) } : {}),
+    ...(cold.length > 0 ? { coldPrefillTokPerS: round(quantile(cold.map(r => r.promptTokens / ((r.timings.prefillMs ?? r.ttftMs) / 1000)), 0.5), 1) } : {}),
     ...(settles.length > 0 ? { unsettled: settles.filter(r => r.settleMs === null).length } : {}),
     ...(mesh != null ? { mesh } : {})
   }

@@ -120,6 +120,8 @@ export class Pipeline {
   private readonly log?: Logger
   /** measured prefill cost, ms per token (exponentially weighted); undefined until the first query */
   private msPerToken?: number
+  /** what fetches delivered, bytes per ms (exponentially weighted); undefined until a fetch ran */
+  private linkBytesPerMs?: number
 
   constructor (init: PipelineInit) {
     this.engine = init.engine
@@ -172,7 +174,9 @@ export class Pipeline {
     report.fetchSkipped = budget <= 0 && caching && this.remote != null && localBlocks < reusable && (this.remote.claimable?.(keys.slice(0, reusable), localBlocks) ?? 1) > 0
     if (budget > 0 && this.remote != null) {
       try {
+        const started = performance.now()
         const res = await this.remote.fetchContinuation(keys.slice(0, reusable), localBlocks, { signal: options.signal, deadlineMs: Number.isFinite(budget) ? budget : undefined })
+        this.learnLink(res.bytes, performance.now() - started)
         report.bytesFetched = res.bytes
         report.peers = res.peers
         report.requests = res.requests ?? 0
@@ -341,11 +345,25 @@ export class Pipeline {
     const blocks = this.remote?.claimable?.(keys, from) ?? keys.length - from
     if (blocks <= 0) return 0
     const computeMs = blocks * this.blockTokens * this.msPerToken
-    const speed = this.remote?.throughput?.(keys, from)
     const chunkBytes = this.engine.layout != null ? chunkBytesFor(this.engine.layout, this.blockTokens) : 0
+    // the peers' measured speed, or what this node saw of the mesh when fetches ended before a chunk arrived
+    const measured = [this.remote?.throughput?.(keys, from), this.linkBytesPerMs].filter((v): v is number => v != null)
+    const speed = measured.length > 0 ? Math.min(...measured) : undefined
     if (speed != null && chunkBytes > 0 && blocks * chunkBytes / speed > computeMs) return 0
     // even when it looked worth it, a fetch never runs longer than computing would have taken
     return computeMs
+  }
+
+  /**
+   * What fetches delivered per ms. A fetch that ended with nothing still says something: not even one
+   * chunk arrived in that time, so the link is at most one chunk per that long.
+   */
+  private learnLink (bytes: number, ms: number): void {
+    if (ms <= 0) return
+    const chunkBytes = this.engine.layout != null ? chunkBytesFor(this.engine.layout, this.blockTokens) : 0
+    const sample = bytes > 0 ? bytes / ms : chunkBytes / ms
+    if (!(sample > 0)) return
+    this.linkBytesPerMs = this.linkBytesPerMs == null ? sample : this.linkBytesPerMs * 0.7 + sample * 0.3
   }
 
   private learnPrefill (tokens: number, ms: number): void {
