@@ -5,6 +5,7 @@
  * whatever happens (see cleanup.ts).
  */
 import { randomBytes } from 'node:crypto'
+import { rmSync } from 'node:fs'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -128,7 +129,7 @@ async function prepare (runId: string, nodes: number, profile: Profile, wanted: 
     fallbackWhy = 'asked for with --mode loopback'
   }
   const workDir = await mkdtemp(join(tmpdir(), `pmtn-${runId}-`))
-  cleanup.add(`work directory ${workDir}`, async () => { await rm(workDir, { recursive: true, force: true }) })
+  cleanup.add(`work directory ${workDir}`, async () => { await rm(workDir, { recursive: true, force: true }) }, () => { rmSync(workDir, { recursive: true, force: true }) })
   const logDir = join(out, 'logs')
   await mkdir(logDir, { recursive: true })
   let network: MeshNetwork | undefined

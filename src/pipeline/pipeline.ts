@@ -173,10 +173,9 @@ export class Pipeline {
     const budget = caching && this.remote != null && localBlocks < reusable ? this.fetchBudget(keys.slice(0, reusable), localBlocks) : 0
     report.fetchSkipped = budget <= 0 && caching && this.remote != null && localBlocks < reusable && (this.remote.claimable?.(keys.slice(0, reusable), localBlocks) ?? 1) > 0
     if (budget > 0 && this.remote != null) {
+      const started = performance.now()
       try {
-        const started = performance.now()
         const res = await this.remote.fetchContinuation(keys.slice(0, reusable), localBlocks, { signal: options.signal, deadlineMs: Number.isFinite(budget) ? budget : undefined })
-        this.learnLink(res.bytes, performance.now() - started)
         report.bytesFetched = res.bytes
         report.peers = res.peers
         report.requests = res.requests ?? 0
@@ -189,6 +188,9 @@ export class Pipeline {
         }
       } catch (err) {
         this.log?.error('fetching chunks from peers failed, computing instead: %s', (err as Error).message)
+      } finally {
+        // a fetch that failed or timed out teaches as much about the link as one that worked
+        this.learnLink(report.bytesFetched, performance.now() - started)
       }
     }
     timings.fetchMs = lap()
@@ -346,9 +348,8 @@ export class Pipeline {
     if (blocks <= 0) return 0
     const computeMs = blocks * this.blockTokens * this.msPerToken
     const chunkBytes = this.engine.layout != null ? chunkBytesFor(this.engine.layout, this.blockTokens) : 0
-    // the peers' measured speed, or what this node saw of the mesh when fetches ended before a chunk arrived
-    const measured = [this.remote?.throughput?.(keys, from), this.linkBytesPerMs].filter((v): v is number => v != null)
-    const speed = measured.length > 0 ? Math.min(...measured) : undefined
+    // the peers' measured speed, else what this node saw of the mesh (also from fetches that ended before a chunk arrived)
+    const speed = this.remote?.throughput?.(keys, from) ?? this.linkBytesPerMs
     if (speed != null && chunkBytes > 0 && blocks * chunkBytes / speed > computeMs) return 0
     // even when it looked worth it, a fetch never runs longer than computing would have taken
     return computeMs

@@ -57,6 +57,19 @@ describe('adaptive fetching', function () {
     expect(res.cache.fetchSkipped).to.equal(true)
     expect(res.cache.source).to.equal('none')
 
+    // a link that delivers nothing before the deadline is learned from too: the next query computes
+    const stalled = fakeRemote(undefined)
+    stalled.fetchContinuation = async (_keys, from, options) => {
+      stalled.calls.push({ from, deadlineMs: options.deadlineMs })
+      await new Promise(resolve => setTimeout(resolve, options.deadlineMs ?? 0))
+      return { chunks: [], bytes: 0, peers: [], requests: 1, emptyRequests: 1 }
+    }
+    node.pipeline.remote = stalled
+    await node.pipeline.run(`Stalled one: ${LONG_PROMPT}`, { maxTokens: 1 })
+    const after = await node.pipeline.run(`Stalled two: ${LONG_PROMPT}`, { maxTokens: 1 })
+    expect(stalled.calls).to.have.length(1)
+    expect(after.cache.fetchSkipped).to.equal(true)
+
     const fast = fakeRemote(1e9)
     node.pipeline.remote = fast
     await node.pipeline.run(`Fast: ${LONG_PROMPT}`, { maxTokens: 1 })
