@@ -190,7 +190,7 @@ export class Pipeline {
         this.log?.error('fetching chunks from peers failed, computing instead: %s', (err as Error).message)
       } finally {
         // a fetch that failed or timed out teaches as much about the link as one that worked
-        this.learnLink(report.bytesFetched, performance.now() - started)
+        if (report.requests > 0) this.learnLink(report.bytesFetched, performance.now() - started)
       }
     }
     timings.fetchMs = lap()
@@ -351,6 +351,8 @@ export class Pipeline {
     // the peers' measured speed, else what this node saw of the mesh (also from fetches that ended before a chunk arrived)
     const speed = this.remote?.throughput?.(keys, from) ?? this.linkBytesPerMs
     if (speed != null && chunkBytes > 0 && blocks * chunkBytes / speed > computeMs) return 0
+    // link unknown: a probe, given the time two blocks take to compute; what it brings (or fails to) is learned
+    if (speed == null) return Math.min(computeMs, 2 * this.blockTokens * this.msPerToken)
     // even when it looked worth it, a fetch never runs longer than computing would have taken
     return computeMs
   }
@@ -362,9 +364,13 @@ export class Pipeline {
   private learnLink (bytes: number, ms: number): void {
     if (ms <= 0) return
     const chunkBytes = this.engine.layout != null ? chunkBytesFor(this.engine.layout, this.blockTokens) : 0
-    const sample = bytes > 0 ? bytes / ms : chunkBytes / ms
-    if (!(sample > 0)) return
-    this.linkBytesPerMs = this.linkBytesPerMs == null ? sample : this.linkBytesPerMs * 0.7 + sample * 0.3
+    if (bytes > 0) {
+      const sample = bytes / ms
+      this.linkBytesPerMs = this.linkBytesPerMs == null ? sample : this.linkBytesPerMs * 0.7 + sample * 0.3
+    } else if (chunkBytes > 0) {
+      // an upper bound, not a measurement: it can only lower the estimate
+      this.linkBytesPerMs = Math.min(this.linkBytesPerMs ?? Infinity, chunkBytes / ms)
+    }
   }
 
   private learnPrefill (tokens: number, ms: number): void {
