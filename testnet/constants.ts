@@ -36,8 +36,14 @@ export const TBF_LATENCY = '100ms'
 export const CPU_PERIOD_US = 100_000
 /** The kernel refuses quotas below 1 ms. */
 export const MIN_QUOTA_US = 1_000
-/** What all throttled nodes together may use (cores), so that N quotas fit the machine. */
+/** What all busy throttled nodes together may use (cores), so that their quotas fit the machine. */
 export const CPU_BUDGET_FRACTION = 0.9
+/**
+ * Nodes busy at once: queries run one at a time, so the asking node and the node serving it (under
+ * broadcast all peers answer, but a peer without the chunks answers in microseconds). The quota of
+ * each node may be up to the budget divided by this, whatever the mesh size.
+ */
+export const BUSY_NODES = 2
 
 /** Calibration: prompt length, iterations, and how close to the target rate is close enough. */
 export const CALIBRATION_PROMPT_CHARS = 1_200

@@ -30,7 +30,7 @@ export { PROFILES, PROFILE_NAMES, isProfileName, resolveProfile } from './profil
 export type { Profile, ProfileName } from './profiles.js'
 export { summarize, stats, quantile } from './summary.js'
 export type { QueryRecord, Summary, StrategySummary, ExactMatches, MeshTotals } from './summary.js'
-export { writeReport, renderMarkdown, resultRows, textTable, verdicts } from './report.js'
+export { writeReport, renderMarkdown, resultRows, roundRows, textTable, verdicts } from './report.js'
 export type { TestnetReport, RunHeader, RunMode } from './report.js'
 export type { Calibration } from './calibrate.js'
 export { Progress } from './progress.js'

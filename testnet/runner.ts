@@ -13,7 +13,7 @@ import { DEFAULT_BLOCK_TOKENS } from '../src/cache/constants.js'
 import { calibrate } from './calibrate.js'
 import { cgroupSupport, createCpuLimiter } from './cgroups.js'
 import { Cleanup } from './cleanup.js'
-import { CPU_BUDGET_FRACTION, DEFAULT_SETTLE_MS, DEFAULT_THREADS, MESH_TIMEOUT_MS, POLL_MS, QUERY_TIMEOUT_MS } from './constants.js'
+import { BUSY_NODES, CPU_BUDGET_FRACTION, DEFAULT_SETTLE_MS, DEFAULT_THREADS, MESH_TIMEOUT_MS, POLL_MS, QUERY_TIMEOUT_MS } from './constants.js'
 import { TestnetNodeError, TestnetSetupError } from './errors.js'
 import { metricSum } from './http.js'
 import { createMeshNetwork, netnsUnavailable } from './network.js'
@@ -34,6 +34,11 @@ export type TestnetEvent =
   | { type: 'phase', text: string }
   | { type: 'warn', text: string }
   | { type: 'query', strategy: Strategy, done: number, total: number, record: QueryRecord }
+
+/** The most CPU one node's quota may have: the machine's budget shared by the nodes that can be busy at once. */
+function quotaBudget (nodes: number): number {
+  return (availableParallelism() * CPU_BUDGET_FRACTION) / Math.min(Math.max(1, nodes), BUSY_NODES)
+}
 
 export interface TestnetInit {
   nodes: number
@@ -168,7 +173,7 @@ async function calibrationStep (setup: Setup, o: { runId: string, nodes: number,
       limiterUnavailable: setup.cpuUnavailable ?? (o.profile.prefillTokPerS == null ? 'the profile sets no CPU limit' : undefined),
       targetPrefillTokPerS: o.profile.prefillTokPerS,
       assumedDecodeTokPerS: o.profile.assumedDecodeTokPerS,
-      maxQuotaCores: (availableParallelism() * CPU_BUDGET_FRACTION) / o.nodes,
+      maxQuotaCores: quotaBudget(o.nodes),
       threads: o.threads,
       blockTokens: DEFAULT_BLOCK_TOKENS,
       runId: o.runId,
@@ -285,7 +290,7 @@ async function runQuery (ctx: StrategyContext, strategy: Strategy, nodes: Testne
   const node = nodes[q.node] as TestnetNode
   const before = ctx.counters.fromAnswers !== true ? await node.metrics(within(signal, 60_000)) : undefined
   const record: QueryRecord = {
-    strategy, index: q.index, node: q.node, ...(q.subject != null ? { subject: q.subject } : {}),
+    strategy, index: q.index, node: q.node, ...(q.subject != null ? { subject: q.subject } : {}), ...(q.round > 0 ? { round: q.round } : {}),
     promptTokens: 0, ttftMs: NaN, ttltMs: NaN, reusedTokens: 0, localTokens: 0, remoteTokens: 0, source: 'error',
     bytesFetched: 0, peers: 0, requests: 0, emptyRequests: 0, requestsFrom: 'answer', tokens: [], timings: {}
   }
@@ -367,12 +372,12 @@ export async function runTestnet (init: TestnetInit): Promise<TestnetResult> {
     cpuUnavailable = setup.cpuUnavailable
     const host = setup.host
     const workDir = setup.workDir
-    const maxQuotaCores = (availableParallelism() * CPU_BUDGET_FRACTION) / init.nodes
+    const maxQuotaCores = quotaBudget(init.nodes)
     calibration = await calibrationStep(setup, { runId, nodes: init.nodes, profile, model: init.model.path, threads, signal }, cleanup, emit)
     if (limiter != null && calibration.quotaCores != null) {
       for (let i = 0; i < init.nodes; i++) await limiter.setQuota(i, calibration.quotaCores)
       if (calibration.quotaCapped === true) {
-        emit({ type: 'warn', text: `the CPU quota is capped at ${maxQuotaCores.toFixed(2)} cores per node (${init.nodes} nodes must fit ${availableParallelism()} cores): prefill runs at ${calibration.throttled?.prefillTokPerS} tok/s, not ${profile.prefillTokPerS}` })
+        emit({ type: 'warn', text: `the CPU quota is capped at ${maxQuotaCores.toFixed(2)} cores per node (${Math.min(init.nodes, BUSY_NODES)} busy nodes must fit ${availableParallelism()} cores): prefill runs at ${calibration.throttled?.prefillTokPerS} tok/s, not ${profile.prefillTokPerS}` })
       }
     }
 
@@ -410,7 +415,7 @@ export async function runTestnet (init: TestnetInit): Promise<TestnetResult> {
     nodes: init.nodes,
     model: { label: init.model.label, path: init.model.path },
     strategies,
-    workload: { kind: workload.kind, source: workload.source, queries: workload.queries.length, subjects: workload.subjects, skippedSubjects: workload.skippedSubjects },
+    workload: { kind: workload.kind, source: workload.source, queries: workload.queries.length, subjects: workload.subjects, skippedSubjects: workload.skippedSubjects, rounds: workload.rounds },
     maxTokens: init.maxTokens,
     threads,
     ...(calibration != null ? { calibration } : {}),

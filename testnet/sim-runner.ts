@@ -93,7 +93,7 @@ export async function runSimulation (init: SimulationInit): Promise<{ report: Te
     nodes: last.nodes,
     model: init.model,
     strategies: init.strategies,
-    workload: { kind: last.workload.kind, source: last.workload.source, queries: last.workload.queries.length, subjects: last.workload.subjects, skippedSubjects: last.workload.skippedSubjects },
+    workload: { kind: last.workload.kind, source: last.workload.source, queries: last.workload.queries.length, subjects: last.workload.subjects, skippedSubjects: last.workload.skippedSubjects, rounds: last.workload.rounds },
     maxTokens: init.maxTokens,
     calibration: init.calibration,
     limits: {

@@ -260,7 +260,7 @@ export function simulate (o: SimOptions): SimResult {
       const me = nodes[x] as SimNode
       const reusable = Math.min(keys.length, tokens > 0 ? Math.floor((tokens - 1) / B) : 0)
       const record: QueryRecord = {
-        strategy, index: q.index, node: x, ...(q.subject != null ? { subject: q.subject } : {}),
+        strategy, index: q.index, node: x, ...(q.subject != null ? { subject: q.subject } : {}), ...(q.round > 0 ? { round: q.round } : {}),
         promptTokens: tokens, ttftMs: 0, ttltMs: 0, reusedTokens: 0, localTokens: 0, remoteTokens: 0, source: 'none',
         bytesFetched: 0, peers: 0, requests: 0, emptyRequests: 0, requestsFrom: 'simulated', tokens: [], timings: {}
       }

@@ -11,6 +11,8 @@ export interface QueryRecord {
   index: number
   node: number
   subject?: string
+  /** workload round: 0 first ask, r ≥ 1 the prompt asked again on another node (absent: 0) */
+  round?: number
   promptTokens: number
   ttftMs: number
   ttltMs: number
@@ -90,7 +92,22 @@ export interface StrategySummary {
   coldPrefillTokPerS?: number
   /** catalog only: queries after which the new catalog did not reach every peer in time */
   unsettled?: number
+  /** workloads of several rounds: the same figures per round (round 0: first asks; later rounds: repeats on other nodes) */
+  byRound?: RoundSummary[]
   mesh?: MeshTotals
+}
+
+export interface RoundSummary {
+  round: number
+  queries: number
+  ttftMeanMs: number
+  ttltMeanMs: number
+  /** against the same round's queries under `none` (the same prompts) */
+  ttftReductionPct?: number
+  ttltReductionPct?: number
+  hitRate: number
+  tokenHitRate: number
+  sources: Record<string, number>
 }
 
 export interface ExactMatch {
@@ -201,6 +218,33 @@ export function exactMatches (records: QueryRecord[], strategies: Strategy[]): E
   return out
 }
 
+const mean = (xs: number[]): number => xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length
+
+/** Per-round figures of one strategy; `none` (when run) gives the reference of the same round. */
+function summarizeRounds (records: QueryRecord[], reference?: QueryRecord[]): RoundSummary[] {
+  const ok = records.filter(r => r.error == null)
+  const rounds = [...new Set(ok.map(r => r.round ?? 0))].sort((a, b) => a - b)
+  return rounds.map(n => {
+    const xs = ok.filter(r => (r.round ?? 0) === n)
+    const ref = reference?.filter(r => r.error == null && (r.round ?? 0) === n)
+    const prompt = xs.reduce((a, r) => a + r.promptTokens, 0)
+    const sources: Record<string, number> = {}
+    for (const r of xs) sources[r.source] = (sources[r.source] ?? 0) + 1
+    const ttft = mean(xs.map(r => r.ttftMs))
+    const ttlt = mean(xs.map(r => r.ttltMs))
+    return {
+      round: n,
+      queries: xs.length,
+      ttftMeanMs: round(ttft),
+      ttltMeanMs: round(ttlt),
+      ...(ref != null && ref.length > 0 ? { ttftReductionPct: reduction(ttft, mean(ref.map(r => r.ttftMs))), ttltReductionPct: reduction(ttlt, mean(ref.map(r => r.ttltMs))) } : {}),
+      hitRate: xs.length === 0 ? 0 : round(xs.filter(r => r.reusedTokens > 0).length / xs.length, 4),
+      tokenHitRate: prompt === 0 ? 0 : round(xs.reduce((a, r) => a + r.reusedTokens, 0) / prompt, 4),
+      sources
+    }
+  })
+}
+
 /** The summary of a run: one entry per strategy, reductions against `none`, answers against `none`. */
 export function summarize (records: QueryRecord[], strategies: Strategy[], mesh: Partial<Record<Strategy, MeshTotals>> = {}, options: { compareTokens?: boolean } = {}): Summary {
   const summary: Summary = {}
@@ -213,6 +257,10 @@ export function summarize (records: QueryRecord[], strategies: Strategy[], mesh:
       x.ttltReductionPct = reduction(x.ttltMs.mean, none.ttltMs.mean)
       x.ttftMedianReductionPct = reduction(x.ttftMs.median, none.ttftMs.median)
     }
+  }
+  if (records.some(r => (r.round ?? 0) > 0)) {
+    const reference = strategies.includes('none') ? records.filter(r => r.strategy === 'none') : undefined
+    for (const s of strategies) (summary[s] as StrategySummary).byRound = summarizeRounds(records.filter(r => r.strategy === s), reference)
   }
   if (options.compareTokens !== false) {
     const em = exactMatches(records, strategies)

@@ -3,7 +3,7 @@ import { synthesizedModel } from '../model/cached.js'
 import { SHAPES } from '../model/synth.js'
 import {
   buildWorkload, calibrateModel, calibrationFromReport, DEFAULT_MAX_TOKENS, DEFAULT_NODES, DEFAULT_QUERIES, DEFAULT_SHAPE,
-  isProfileName, MAX_NODES, PROFILE_NAMES, Progress, resolveProfile, resultRows, runSimulation, runTestnet, SIM_MAX_NODES,
+  isProfileName, MAX_NODES, PROFILE_NAMES, Progress, resolveProfile, resultRows, roundRows, runSimulation, runTestnet, SIM_MAX_NODES,
   SIM_QUERIES_PER_NODE, STRATEGIES, textTable, verdicts
 } from '../../testnet/index.js'
 import { flag, int, num, parse, str, UsageError } from './args.js'
@@ -25,7 +25,9 @@ Options:
   --mmlu DIR            MMLU directory (dev/, test/): 5-shot prompts, subject after subject
   --prompts FILE        JSON lines {"prompt": "...", "node": <optional index>}, in order
                         (neither: synthetic 5-shot prompts)
-  --queries N           queries per strategy (default ${DEFAULT_QUERIES}; --simulate: ${SIM_QUERIES_PER_NODE} per node)
+  --queries N           queries per strategy and round (default ${DEFAULT_QUERIES}; --simulate: ${SIM_QUERIES_PER_NODE} per node)
+  --rounds R            ask the whole sequence R times, each round one node further on, so repeats
+                        find the whole prompt in the mesh: the paper's full-hit case (default 1, R ≤ nodes)
   --subjects N          MMLU/synthetic subjects (default: one per 6 queries)
   --max-prompt-chars N  leave out subjects with longer prompts (default 8000)
   --strategies LIST     comma-separated from ${STRATEGIES.join(',')} (default all)
@@ -42,6 +44,7 @@ Options:
 
 Examples:
   promptmesh testnet --profile pi-zero-2w --mmlu ../shared/data/mmlu --nodes 4 --queries 24 --out /tmp/tn-pi
+  promptmesh testnet --profile pi-zero-2w --mmlu ../shared/data/mmlu --queries 12 --rounds 2 --out /tmp/tn-paper
   promptmesh testnet --profile fast-cpu-slow-link --strategies local,catalog
   promptmesh testnet --simulate 10,100,500 --mmlu ../shared/data/mmlu --calibration /tmp/tn-pi/report.json`
 
@@ -74,6 +77,7 @@ function printSummary (report: TestnetReport, files: string[], json: boolean): v
     '',
     textTable(resultRows(report.summary, h.strategies)),
     '',
+    ...(roundRows(report.summary, h.strategies).length > 1 ? [textTable(roundRows(report.summary, h.strategies)), ''] : []),
     ...verdicts(report.summary, h.strategies),
     ...(files.length > 0 ? ['', `report: ${files.join(', ')}`] : [])
   ]
@@ -89,6 +93,7 @@ export async function testnetCommand (argv: string[]): Promise<number> {
     mmlu: { type: 'string' },
     prompts: { type: 'string' },
     queries: { type: 'string' },
+    rounds: { type: 'string' },
     subjects: { type: 'string' },
     'max-prompt-chars': { type: 'string' },
     strategies: { type: 'string' },
@@ -121,6 +126,7 @@ export async function testnetCommand (argv: string[]): Promise<number> {
   const strategies = strategiesOf(str(p, 'strategies'))
   const maxTokens = int(p, 'max-tokens', 1) ?? DEFAULT_MAX_TOKENS
   const queries = int(p, 'queries', 1)
+  const rounds = int(p, 'rounds', 1)
   const subjects = int(p, 'subjects', 1)
   const maxPromptChars = int(p, 'max-prompt-chars', 1)
   const threads = int(p, 'threads', 1)
@@ -132,7 +138,7 @@ export async function testnetCommand (argv: string[]): Promise<number> {
   if (simulate == null && nodes > MAX_NODES) throw new UsageError(`--nodes is at most ${MAX_NODES} on one machine; use --simulate for larger meshes`)
   if (simulate == null && str(p, 'calibration') != null) throw new UsageError('--calibration goes with --simulate')
   const workloadFor = async (n: number, q?: number): Promise<Awaited<ReturnType<typeof buildWorkload>>> => await buildWorkload({
-    mmlu: str(p, 'mmlu'), prompts: str(p, 'prompts'), queries: q, subjects, nodes: n, maxPromptChars
+    mmlu: str(p, 'mmlu'), prompts: str(p, 'prompts'), queries: q, subjects, nodes: n, maxPromptChars, rounds
   })
 
   const progress = new Progress(process.stderr)

@@ -37,6 +37,31 @@ describe('testnet report', () => {
     expect(s.exactMatches?.strategies.catalog).to.deep.include({ compared: 2, equal: 1, mismatched: [1], byIndex: [true, false] })
   })
 
+  it('rounds ask every prompt again, each on a node that has not asked it, and are summarized per round', async () => {
+    const w = await buildWorkload({ queries: 6, nodes: 3, rounds: 3 })
+    expect(w.queries).to.have.length(18)
+    expect(w.rounds).to.equal(3)
+    for (const q of w.queries) {
+      const first = w.queries[q.firstAsk]
+      expect(first?.round).to.equal(0)
+      expect(q.prompt).to.equal(first?.prompt)
+      expect(q.round).to.equal(Math.floor(q.index / 6))
+    }
+    for (let i = 0; i < 6; i++) expect(new Set([0, 1, 2].map(r => w.queries[i + 6 * r]?.node)).size).to.equal(3)
+    let error: Error | undefined
+    try { await buildWorkload({ queries: 6, nodes: 2, rounds: 3 }) } catch (err) { error = err as Error }
+    expect(error?.message).to.match(/--rounds 3 needs at least 3 nodes/)
+
+    const records = [
+      record('none', 0, 1000, [1]), record('none', 1, 1000, [2], { round: 1 }),
+      record('catalog', 0, 500, [1], { reusedTokens: 32, source: 'remote' }), record('catalog', 1, 100, [2], { round: 1, reusedTokens: 96, source: 'remote' })
+    ]
+    const s = summarize(records, ['none', 'catalog'])
+    expect(s.catalog?.byRound?.map(x => x.ttftReductionPct)).to.deep.equal([50, 90])
+    expect(s.catalog?.byRound?.[1]).to.deep.include({ round: 1, queries: 1, hitRate: 1, tokenHitRate: 0.96 })
+    expect(s.catalog?.ttftReductionPct).to.equal(70)
+  })
+
   it('labels a simulation as such in every output', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pm-testnet-report-'))
     try {

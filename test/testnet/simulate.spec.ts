@@ -36,6 +36,20 @@ describe('testnet simulation', () => {
     expect((summary.catalog?.ttftMs.mean ?? Infinity) / (summary.local?.ttftMs.mean ?? 1)).to.be.at.most(1.02)
   })
 
+  it('repeated prompts (rounds) find the whole prompt in the mesh and save more than first asks', async () => {
+    const workload = await buildWorkload({ queries: 12, nodes: 4, rounds: 2 })
+    const { summary } = simulate({ nodes: 4, queries: workload.queries, strategies: ['none', 'catalog'], timings: PI, linkMbit: 25, requestOverheadMs: 15, maxTokens: 16 })
+    const [first, repeat] = summary.catalog?.byRound ?? []
+    expect(first?.queries).to.equal(12)
+    expect(repeat?.queries).to.equal(12)
+    expect(repeat?.hitRate).to.equal(1)
+    // every complete block but the last partial one: above 90 % of the prompt tokens
+    expect(repeat?.tokenHitRate).to.be.greaterThan(0.9)
+    expect(repeat?.tokenHitRate).to.be.greaterThan(first?.tokenHitRate ?? 1)
+    expect(repeat?.ttftReductionPct).to.be.greaterThan(first?.ttftReductionPct ?? 100)
+    expect(summary.none?.byRound?.[1]?.hitRate).to.equal(0)
+  })
+
   it('is deterministic', async () => {
     const workload = await buildWorkload({ queries: 40, nodes: 20 })
     const run = (): unknown => simulate({ nodes: 20, queries: workload.queries, strategies: [...strategies], timings: PI, linkMbit: 25, requestOverheadMs: 15, maxTokens: 8 }).summary
