@@ -96,6 +96,11 @@ function rng (seed: number): () => number {
   }
 }
 
+/** The key of a prompt's tail (the rest after its whole blocks, as the node keys it but over characters). */
+function tailKeyOf (keys: string[], text: string, from: number): string {
+  return createHash('sha256').update(keys[keys.length - 1] ?? 'promptmesh-sim').update('tail').update(text.slice(from)).digest('hex')
+}
+
 /** Chained keys over blocks of `blockChars` characters, as the node chains them over token blocks. */
 function blockKeys (text: string, blockChars: number): string[] {
   const keys: string[] = []
@@ -259,32 +264,40 @@ export function simulate (o: SimOptions): SimResult {
       const x = q.node
       const me = nodes[x] as SimNode
       const reusable = Math.min(keys.length, tokens > 0 ? Math.floor((tokens - 1) / B) : 0)
+      // whole blocks, then the tail up to the last token (as the pipeline does)
+      const tailTokens = tokens - 1 - reusable * B
+      const chain = keys.slice(0, reusable)
+      if (tailTokens > 0) chain.push(tailKeyOf(chain, q.prompt, reusable * blockChars))
+      const covered = (n: number): number => n > reusable ? tokens - 1 : n * B
+      const bytesOf = (j: number): number => j < reusable ? chunkBytes : tailTokens * t.bytesPerToken
       const record: QueryRecord = {
         strategy, index: q.index, node: x, ...(q.subject != null ? { subject: q.subject } : {}), ...(q.round > 0 ? { round: q.round } : {}),
         promptTokens: tokens, ttftMs: 0, ttltMs: 0, reusedTokens: 0, localTokens: 0, remoteTokens: 0, source: 'none',
         bytesFetched: 0, peers: 0, requests: 0, emptyRequests: 0, requestsFrom: 'simulated', tokens: [], timings: {}
       }
       let local = 0
-      if (strategy !== 'none') while (local < reusable && me.store.has(keys[local] as string)) local++
+      if (strategy !== 'none') while (local < chain.length && me.store.has(chain[local] as string)) local++
 
       // peers: who may hold keys[local..], up to the first key nobody claims
       let fetched = 0
       let fetchMs = 0
       const servedBy = new Set<number>()
-      if ((strategy === 'catalog' || strategy === 'broadcast') && local < reusable) {
+      if ((strategy === 'catalog' || strategy === 'broadcast') && local < chain.length) {
         const order: number[][] = []
         const candidates: Array<Set<number>> = []
         const everyone = strategy === 'broadcast' ? new Set(me.order) : undefined
         const views = usesCatalog ? nodes.map(n => n.view) : []
-        for (let j = local; j < reusable; j++) {
-          const peers = strategy === 'broadcast' ? me.order as number[] : index.holders(keys[j] as string, views, x)
+        for (let j = local; j < chain.length; j++) {
+          const peers = strategy === 'broadcast' ? me.order as number[] : index.holders(chain[j] as string, views, x)
           if (peers.length === 0) break
           order.push(peers)
           candidates.push(everyone ?? new Set(peers))
         }
         const claimable = candidates.length
-        const budgetMs = computeMs(claimable * B)
-        const predictedMs = o.requestOverheadMs + claimable * chunkBytes / linkBytesPerMs
+        const budgetMs = computeMs(covered(local + claimable) - covered(local))
+        let claimableBytes = 0
+        for (let j = local; j < local + claimable; j++) claimableBytes += bytesOf(j)
+        const predictedMs = o.requestOverheadMs + claimableBytes / linkBytesPerMs
         if (claimable > 0 && adaptive && predictedMs >= budgetMs) {
           record.fetchSkipped = true
         } else if (claimable > 0) {
@@ -300,7 +313,7 @@ export function simulate (o: SimOptions): SimResult {
               record.requests++
               let delivered = 0
               for (let i = run.start; i < run.end; i++) {
-                if ((nodes[run.peer] as SimNode).store.has(keys[local + i] as string)) {
+                if ((nodes[run.peer] as SimNode).store.has(chain[local + i] as string)) {
                   found.push({ i, peer: run.peer })
                   delivered++
                 } else {
@@ -311,18 +324,18 @@ export function simulate (o: SimOptions): SimResult {
               if (delivered === 0) record.emptyRequests++
             }
             found.sort((a, b) => a.i - b.i)
-            const roundMs = o.requestOverheadMs + found.length * chunkBytes / linkBytesPerMs
+            const roundMs = o.requestOverheadMs + found.reduce((a, f) => a + bytesOf(local + f.i), 0) / linkBytesPerMs
             // the deadline cuts a round short: only what arrived by then counts
             const fits = fetchMs + roundMs <= budgetMs ? found.length : Math.max(0, Math.floor((budgetMs - fetchMs - o.requestOverheadMs) * linkBytesPerMs / chunkBytes))
             for (const f of found.slice(0, fits)) { got[f.i] = true }
-            totals.kvBytesServed += fits * chunkBytes
+            totals.kvBytesServed += found.slice(0, fits).reduce((a, f) => a + bytesOf(local + f.i), 0)
             fetchMs = Math.min(budgetMs, fetchMs + roundMs)
             if (fits < found.length) break
           }
           while (fetched < claimable && got[fetched] === true) fetched++
           // which peers served the delivered prefix (for the record)
           for (let i = 0; i < fetched; i++) {
-            for (const p of order[i] as number[]) if ((nodes[p] as SimNode).store.has(keys[local + i] as string)) { servedBy.add(p); break }
+            for (const p of order[i] as number[]) if ((nodes[p] as SimNode).store.has(chain[local + i] as string)) { servedBy.add(p); break }
           }
         }
       }
@@ -332,11 +345,11 @@ export function simulate (o: SimOptions): SimResult {
 
       const restored = local + fetched
       const restoreMs = restored * t.restoreMsPerBlock
-      const prefillMs = computeMs(tokens - restored * B)
-      record.reusedTokens = restored * B
-      record.localTokens = local * B
-      record.remoteTokens = fetched * B
-      record.bytesFetched = fetched * chunkBytes
+      const prefillMs = computeMs(tokens - covered(restored))
+      record.reusedTokens = covered(restored)
+      record.localTokens = covered(local)
+      record.remoteTokens = covered(restored) - covered(local)
+      for (let j = local; j < restored; j++) record.bytesFetched += bytesOf(j)
       record.peers = servedBy.size
       record.source = restored === 0 ? 'none' : fetched === 0 ? 'local' : local === 0 ? 'remote' : 'mixed'
       record.ttftMs = round(fetchMs + restoreMs + prefillMs)
@@ -345,10 +358,10 @@ export function simulate (o: SimOptions): SimResult {
       records.push(record)
       now += record.ttltMs
 
-      // what the node keeps: every full block of the prompt (computed or fetched)
+      // what the node keeps: every full block of the prompt and its tail (computed or fetched)
       if (strategy !== 'none') {
         let added = 0
-        for (const k of keys.slice(0, Math.floor(tokens / B))) {
+        for (const k of [...keys.slice(0, Math.floor(tokens / B)), ...chain.slice(reusable)]) {
           if (me.store.has(k)) continue
           me.store.add(k)
           me.filter?.add(k)

@@ -3,6 +3,8 @@ import { createHash } from 'node:crypto'
 /** Chunk keys are lowercase hex SHA-256 digests. */
 export const KEY_HEX_LENGTH = 64
 
+const TAIL_MARKER = Buffer.from('promptmesh/tail/1')
+
 function tokenBytes (tokens: ArrayLike<number>, start: number, end: number): Buffer {
   const buf = Buffer.allocUnsafe((end - start) * 4)
   for (let i = start; i < end; i++) buf.writeInt32LE(tokens[i] as number, (i - start) * 4)
@@ -12,7 +14,8 @@ function tokenBytes (tokens: ArrayLike<number>, start: number, end: number): Buf
 /**
  * Chained block keys: key_0 = H(fingerprint ‖ block_0), key_i = H(key_{i-1} ‖ block_i), H = SHA-256 over
  * little-endian i32 token ids. A key names a block *and everything before it*, so equal keys mean equal
- * prefixes on every node; no per-process seed is involved. Only whole blocks get keys.
+ * prefixes on every node; no per-process seed is involved. Whole blocks get these keys; a prompt's
+ * shorter tail gets a tailKey.
  */
 export function blockKeys (modelFingerprint: string, tokens: ArrayLike<number>, blockTokens: number, maxBlocks = Infinity): string[] {
   if (!Number.isInteger(blockTokens) || blockTokens < 1) throw new RangeError(`block size must be a positive integer, got ${blockTokens}`)
@@ -25,6 +28,16 @@ export function blockKeys (modelFingerprint: string, tokens: ArrayLike<number>, 
     prev = digest
   }
   return keys
+}
+
+/**
+ * Key of a prompt's tail: its tokens after the last whole block, but the last token (whose logits
+ * must be computed anyway). Chained to the block before it like a block key, with a marker so that
+ * a tail never answers for a block. A prompt asked again then reuses all but one token.
+ */
+export function tailKey (modelFingerprint: string, blockKeyBefore: string | undefined, tokens: ArrayLike<number>, from: number, to: number): string {
+  const prev = Buffer.from(blockKeyBefore ?? modelFingerprint, 'hex')
+  return createHash('sha256').update(prev).update(TAIL_MARKER).update(tokenBytes(tokens, from, to)).digest('hex')
 }
 
 /** Blocks that may be reused for a prompt: at least one token must be left to evaluate for the next-token logits. */

@@ -34,6 +34,7 @@ const MAX_ROW_BYTES = 1 << 24
 const MAX_EMBD = 1 << 20
 const MAX_SEQ_IDS_PER_CELL = 64
 const MAX_CACHES = 8
+const MAX_POSITION = 1 << 24
 /** ggml type ids that may hold KV data (F32, F16, quantized, BF16). */
 const MAX_GGML_TYPE = 40
 
@@ -208,8 +209,15 @@ function cellDataBytes (layout: StateLayout): number {
  * cache does not hold every position of the block (e.g. SWA cells already outside the window).
  */
 export function cutBlock (state: ParsedState, blockIndex: number, blockTokens: number): Buffer | undefined {
-  const first = blockIndex * blockTokens
-  if (first + blockTokens > state.tokens.length) return undefined
+  return cutCells(state, blockIndex * blockTokens, blockTokens)
+}
+
+/**
+ * Cuts positions [first, first + count) out of a parsed state: a block, or a prompt's tail (the part
+ * of its last block before its last token, shorter than a block). Undefined when a cache lacks one.
+ */
+export function cutCells (state: ParsedState, first: number, blockTokens: number): Buffer | undefined {
+  if (blockTokens < 1 || first + blockTokens > state.tokens.length) return undefined
   const cells: number[][] = []
   for (const cache of state.caches) {
     if (cache.cellCount === 0) return undefined
@@ -320,8 +328,9 @@ export function parseChunk (bytes: Buffer): ParsedChunk {
   if (stateVersion !== STATE_VERSION) throw new UnsupportedStateLayoutError(`chunk of state version ${stateVersion}`)
   const blockTokens = r.u32('block tokens')
   checkRange(blockTokens, 1, 1 << 16, 'block tokens')
+  // a block starts on a multiple of its size; a tail (shorter) starts where its prompt's last block does
   const firstPos = r.u32('first position')
-  if (firstPos % blockTokens !== 0) throw new InvalidStateError('chunk does not start on a block boundary')
+  checkRange(firstPos, 0, MAX_POSITION, 'first position')
   const nCaches = r.u32('cache count')
   checkRange(nCaches, 1, MAX_CACHES, 'cache count')
   const tokOffset = r.skip(blockTokens * 4, 'chunk tokens')
@@ -386,11 +395,13 @@ export function assembleState (chunks: ParsedChunk[], expected?: StateLayout): B
   const layoutKey = JSON.stringify(first.layout)
   if (expected != null && layoutKey !== JSON.stringify(expected)) throw new ChunkMismatchError('chunk layout differs from this context\'s')
   chunks.forEach((c, i) => {
-    if (c.blockTokens !== B) throw new ChunkMismatchError(`chunk ${i} has block size ${c.blockTokens}, want ${B}`)
+    // every chunk a whole block, but the last may be a shorter tail
+    const last = i === chunks.length - 1
+    if (c.blockTokens !== B && !(last && i > 0 && c.blockTokens < B)) throw new ChunkMismatchError(`chunk ${i} has block size ${c.blockTokens}, want ${B}`)
     if (c.firstPos !== i * B) throw new ChunkMismatchError(`chunk ${i} starts at position ${c.firstPos}, want ${i * B}`)
     if (i > 0 && JSON.stringify(c.layout) !== layoutKey) throw new ChunkMismatchError(`chunk ${i} has another layout`)
   })
-  const nTokens = chunks.length * B
+  const nTokens = chunks.reduce((n, c) => n + c.blockTokens, 0)
   const parts: Buffer[] = []
   const head = Buffer.alloc(12 + nTokens * 4)
   head.writeUInt32LE(STATE_MAGIC, 0)
@@ -429,11 +440,11 @@ export function assembleState (chunks: ParsedChunk[], expected?: StateLayout): B
         vh.writeUInt32LE(l.nEmbdV, 8)
         parts.push(vh)
         // interleave: row j of the state = row j of each chunk, in block order
-        const slice = B * l.vUnitBytes
         const out = Buffer.allocUnsafe(l.nEmbdV * nTokens * l.vUnitBytes)
         let w = 0
         for (let j = 0; j < l.nEmbdV; j++) {
           for (const c of chunks) {
+            const slice = c.blockTokens * l.vUnitBytes
             const v = (c.caches[ci] as ParsedChunkCache).v[li] as Buffer
             w += v.copy(out, w, j * slice, (j + 1) * slice)
           }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { ApiServer } from '../api/server.js'
+import { tailKey } from '../cache/keys.js'
 import { parseChunk } from '../engine/state-codec.js'
 import { NodeMetrics } from '../metrics/metrics.js'
 import { createMeshNode } from '../network/index.js'
@@ -147,7 +148,11 @@ function chunkMatchesKey (fingerprint: string, blockTokens: number): (keys: stri
   return (keys, index, bytes) => {
     try {
       const chunk = parseChunk(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
-      if (chunk.blockTokens !== blockTokens || chunk.firstPos !== index * blockTokens) return `not block ${index} of ${blockTokens} tokens`
+      if (chunk.blockTokens > blockTokens || chunk.firstPos !== index * blockTokens) return `not block ${index} of ${blockTokens} tokens`
+      if (chunk.blockTokens < blockTokens) {
+        // a prompt's tail: chained to the block before it with the tail marker
+        return tailKey(fingerprint, index === 0 ? undefined : keys[index - 1], chunk.tokens, 0, chunk.tokens.length) === keys[index] ? undefined : 'its tokens do not chain to its key'
+      }
       const tokens = Buffer.alloc(blockTokens * 4)
       chunk.tokens.forEach((t, i) => tokens.writeInt32LE(t, i * 4))
       const key = createHash('sha256').update(Buffer.from(index === 0 ? fingerprint : keys[index - 1] as string, 'hex')).update(tokens).digest('hex')

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events'
 import { rm } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
-import { blockKeys, reusableBlocks } from '../cache/keys.js'
+import { blockKeys, reusableBlocks, tailKey } from '../cache/keys.js'
 import { DEFAULT_BLOCK_TOKENS } from '../cache/constants.js'
-import { assembleState, chunkBytesFor, cutBlock, parseChunk, parseState } from '../engine/state-codec.js'
+import { assembleState, chunkBytesFor, cutBlock, cutCells, parseChunk, parseState } from '../engine/state-codec.js'
 import { DEFAULT_MAX_TOKENS } from '../engine/constants.js'
 import { PromptTooLongError } from './errors.js'
 import type { ChunkStore } from '../cache/chunk-store.js'
@@ -160,6 +160,14 @@ export class Pipeline {
     const caching = this.cache && options.noCache !== true && engine.layout != null
     const keys = caching ? blockKeys(engine.fingerprint, tokens, B) : []
     const reusable = Math.min(keys.length, reusableBlocks(tokens.length, B))
+    // what may be reused, in order: whole blocks, then the tail (up to the last token) so that a prompt
+    // asked again anywhere in the mesh evaluates one token, not up to a block
+    const tail = { from: reusable * B, to: tokens.length - 1 }
+    const chain = keys.slice(0, reusable)
+    if (caching && tail.to > tail.from) chain.push(tailKey(engine.fingerprint, keys[reusable - 1], tokens, tail.from, tail.to))
+    const hasTail = chain.length > reusable
+    /** prompt tokens covered by the first n entries of the chain */
+    const covered = (n: number): number => n > reusable ? tail.to : n * B
     const report: CacheReport = { source: 'none', reusedTokens: 0, bytesFetched: 0, peers: [], localTokens: 0, remoteTokens: 0, storedChunks: 0, requests: 0, emptyRequests: 0, fetchSkipped: false }
 
     // 1. longest prefix: the local chain (index only), then peers for the continuation
@@ -167,24 +175,24 @@ export class Pipeline {
     let mark = performance.now()
     const lap = (): number => { const now = performance.now(); const d = now - mark; mark = now; return d }
     let localBlocks = 0
-    while (localBlocks < reusable && this.store.has(keys[localBlocks] as string)) localBlocks++
+    while (localBlocks < chain.length && this.store.has(chain[localBlocks] as string)) localBlocks++
     timings.lookupMs = lap()
     const fetched: Array<{ key: string, payload: Uint8Array, chunk: ParsedChunk }> = []
-    const budget = caching && this.remote != null && localBlocks < reusable ? this.fetchBudget(keys.slice(0, reusable), localBlocks) : 0
-    report.fetchSkipped = budget <= 0 && caching && this.remote != null && localBlocks < reusable && (this.remote.claimable?.(keys.slice(0, reusable), localBlocks) ?? 1) > 0
+    const budget = caching && this.remote != null && localBlocks < chain.length ? this.fetchBudget(chain, localBlocks) : 0
+    report.fetchSkipped = budget <= 0 && caching && this.remote != null && localBlocks < chain.length && (this.remote.claimable?.(chain, localBlocks) ?? 1) > 0
     if (budget > 0 && this.remote != null) {
       const started = performance.now()
       try {
-        const res = await this.remote.fetchContinuation(keys.slice(0, reusable), localBlocks, { signal: options.signal, deadlineMs: Number.isFinite(budget) ? budget : undefined })
+        const res = await this.remote.fetchContinuation(chain, localBlocks, { signal: options.signal, deadlineMs: Number.isFinite(budget) ? budget : undefined })
         report.bytesFetched = res.bytes
         report.peers = res.peers
         report.requests = res.requests ?? 0
         report.emptyRequests = res.emptyRequests ?? 0
         for (const payload of res.chunks) {
           const i = localBlocks + fetched.length
-          const chunk = this.validChunk(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), tokens, i)
+          const chunk = this.validChunk(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), tokens, i * B, covered(i + 1) - i * B)
           if (chunk == null) break
-          fetched.push({ key: keys[i] as string, payload, chunk })
+          fetched.push({ key: chain[i] as string, payload, chunk })
         }
       } catch (err) {
         this.log?.error('fetching chunks from peers failed, computing instead: %s', (err as Error).message)
@@ -198,28 +206,28 @@ export class Pipeline {
     // 2. restore the prefix (or start empty): a hot assembled state, else chunks read, verified, assembled
     let restored = 0
     await engine.reset()
-    const hot = fetched.length === 0 && localBlocks > 0 ? engine.states.get(keys[localBlocks - 1] as string) : undefined
+    const hot = fetched.length === 0 && localBlocks > 0 ? engine.states.get(chain[localBlocks - 1] as string) : undefined
     if (hot != null) {
       try {
         await engine.loadStateFile(hot)
         restored = localBlocks
       } catch (err) {
         this.log?.error('a kept prefix state failed to load: %s', (err as Error).message)
-        await engine.states.drop(keys[localBlocks - 1] as string)
+        await engine.states.drop(chain[localBlocks - 1] as string)
         await engine.reset()
       }
     }
     if (restored === 0 && localBlocks + fetched.length > 0) {
       const chunks: ParsedChunk[] = []
       for (let i = 0; i < localBlocks; i++) {
-        const chunk = await this.localChunk(keys[i] as string, tokens, i)
+        const chunk = await this.localChunk(chain[i] as string, tokens, i * B, covered(i + 1) - i * B)
         if (chunk == null) break
         chunks.push(chunk)
       }
       if (chunks.length < localBlocks) { localBlocks = chunks.length; fetched.length = 0 }
       chunks.push(...fetched.map(f => f.chunk))
       if (chunks.length > 0) {
-        const lastKey = keys[chunks.length - 1] as string
+        const lastKey = chain[chunks.length - 1] as string
         try {
           const state = assembleState(chunks, engine.layout)
           parseState(state) // full validation before llama.cpp sees it: a bad file can abort the process
@@ -240,25 +248,32 @@ export class Pipeline {
     }
     timings.restoreMs = lap()
     const restoredLocal = Math.min(restored, localBlocks)
-    report.localTokens = restoredLocal * B
-    report.remoteTokens = (restored - restoredLocal) * B
-    report.reusedTokens = restored * B
+    const restoredTokens = covered(restored)
+    report.localTokens = covered(restoredLocal)
+    report.remoteTokens = restoredTokens - report.localTokens
+    report.reusedTokens = restoredTokens
     report.source = restored === 0 ? 'none' : restoredLocal === restored ? 'local' : restoredLocal === 0 ? 'remote' : 'mixed'
 
     // 3. evaluate the rest; SWA layers forget cells beyond the window, so save at least once per window
     const cut = new Map<string, Buffer>()
-    const firstNew = restored
+    const firstNew = Math.min(restored, reusable)
     const newBlocks = caching ? Math.floor(tokens.length / B) : 0
+    const tailKeyOf = hasTail ? chain[reusable] as string : undefined
+    const missing = (key: string): boolean => !cut.has(key) && !this.store.has(key)
     const wanted = (): boolean => {
-      for (let i = firstNew; i < newBlocks; i++) if (!cut.has(keys[i] as string) && !this.store.has(keys[i] as string)) return true
-      return false
+      for (let i = firstNew; i < newBlocks; i++) if (missing(keys[i] as string)) return true
+      return tailKeyOf != null && missing(tailKeyOf)
     }
     const cutNewBlocks = (state: ParsedState): void => {
       for (let i = firstNew; i < newBlocks; i++) {
         const key = keys[i] as string
-        if (cut.has(key) || this.store.has(key)) continue
+        if (!missing(key)) continue
         const chunk = cutBlock(state, i, B)
         if (chunk != null) cut.set(key, chunk)
+      }
+      if (tailKeyOf != null && missing(tailKeyOf)) {
+        const chunk = cutCells(state, tail.from, tail.to - tail.from)
+        if (chunk != null) cut.set(tailKeyOf, chunk)
       }
     }
     const saveAndCut = async (): Promise<void> => {
@@ -271,7 +286,7 @@ export class Pipeline {
     }
     const window = engine.info.swaWindow
     const segment = window != null ? Math.max(B, Math.floor(window / B) * B) : Infinity
-    let at = restored * B
+    let at = restoredTokens
     while (tokens.length - at > segment) {
       await engine.evaluate(tokens.slice(at, at + segment))
       at += segment
@@ -300,7 +315,7 @@ export class Pipeline {
           if (index === 0) {
             ttft = performance.now() - t0
             timings.prefillMs = lap()
-            this.learnPrefill(tokens.length - restored * B, timings.prefillMs)
+            this.learnPrefill(tokens.length - restoredTokens, timings.prefillMs)
             await saveAndCut()
           }
           generated.push(token)
@@ -380,23 +395,23 @@ export class Pipeline {
   }
 
   /** A stored chunk for block i of these tokens, or undefined (missing, corrupt, or not these tokens). */
-  private async localChunk (key: string, tokens: number[], i: number): Promise<ParsedChunk | undefined> {
+  private async localChunk (key: string, tokens: number[], first: number, count: number): Promise<ParsedChunk | undefined> {
     const payload = await this.store.get(key)
     if (payload == null) return undefined
-    const chunk = this.validChunk(payload, tokens, i)
+    const chunk = this.validChunk(payload, tokens, first, count)
     if (chunk == null) await this.store.delete(key)
     return chunk
   }
 
-  private validChunk (payload: Buffer, tokens: number[], i: number): ParsedChunk | undefined {
+  /** The chunk if it holds exactly positions [first, first + count) of these tokens (a block or a tail). */
+  private validChunk (payload: Buffer, tokens: number[], first: number, count: number): ParsedChunk | undefined {
     try {
       const chunk = parseChunk(payload)
-      const B = this.blockTokens
-      if (chunk.blockTokens !== B || chunk.firstPos !== i * B) return undefined
-      for (let t = 0; t < B; t++) if (chunk.tokens[t] !== tokens[i * B + t]) return undefined
+      if (chunk.blockTokens !== count || chunk.firstPos !== first) return undefined
+      for (let t = 0; t < count; t++) if (chunk.tokens[t] !== tokens[first + t]) return undefined
       return chunk
     } catch (err) {
-      this.log?.error('rejecting chunk for block %d: %s', i, (err as Error).message)
+      this.log?.error('rejecting chunk for positions %d+%d: %s', first, count, (err as Error).message)
       return undefined
     }
   }

@@ -70,10 +70,13 @@ for (const shape of ['tiny-llama', 'tiny-gemma3'] as const) {
         const first = await node.pipeline.runTokens(tokens, { maxTokens: MAX })
         expect(first.cache.source).to.equal('none')
         expect(first.tokens).to.deep.equal(ref)
-        expect(first.cache.storedChunks).to.equal(Math.floor(tokens.length / B))
+        // every whole block, and the tail after them when the last token does not end a block
+        const tail = (tokens.length - 1) % B !== 0 ? 1 : 0
+        expect(first.cache.storedChunks).to.equal(Math.floor(tokens.length / B) + tail)
         const second = await node.pipeline.runTokens(tokens, { maxTokens: MAX })
         expect(second.cache.source).to.equal('local')
-        expect(second.cache.reusedTokens).to.equal(Math.floor((tokens.length - 1) / B) * B)
+        // all but the last token, whose logits start the answer
+        expect(second.cache.reusedTokens).to.equal(tokens.length - 1)
         expect(second.tokens).to.deep.equal(ref)
         expect(second.text).to.equal(first.text)
         // the assembled prefix is now kept on tmpfs: a third run loads it directly, still exact
@@ -82,6 +85,22 @@ for (const shape of ['tiny-llama', 'tiny-gemma3'] as const) {
         expect(third.tokens).to.deep.equal(ref)
       })
     }
+
+    it('reuses the tail of a cached prompt for a prompt that differs only in its last token', async () => {
+      const prompt = long.slice(0, 3 * B + 11)
+      await node.pipeline.runTokens(prompt, { maxTokens: 1 })
+      for (const last of [prompt[prompt.length - 1] as number, other[0] as number]) {
+        const tokens = [...prompt.slice(0, -1), last]
+        const res = await node.pipeline.runTokens(tokens, { maxTokens: MAX })
+        expect(res.cache.reusedTokens).to.equal(tokens.length - 1)
+        expect(res.tokens).to.deep.equal(await coldReference(node, tokens))
+      }
+      // a longer prompt cannot use the tail (its block goes on), only the whole blocks
+      const longer = [...prompt, ...other]
+      const res = await node.pipeline.runTokens(longer, { maxTokens: MAX })
+      expect(res.cache.reusedTokens).to.equal(3 * B)
+      expect(res.tokens).to.deep.equal(await coldReference(node, longer))
+    })
 
     it('reuses all of a cached prompt inside a longer one', async () => {
       await node.pipeline.runTokens(long, { maxTokens: 1 })

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { expect } from 'chai'
-import { blockKeys, reusableBlocks } from '../../src/cache/keys.js'
+import { blockKeys, reusableBlocks, tailKey } from '../../src/cache/keys.js'
 import { range } from '../fixtures/states.js'
 
 const fp = 'ab'.repeat(32)
@@ -33,6 +33,18 @@ describe('chunk keys', () => {
 
   it('differ between models', () => {
     expect(blockKeys(other, range(0, 32), 32)[0]).to.not.equal(blockKeys(fp, range(0, 32), 32)[0])
+  })
+
+  it('name a tail after its whole blocks: chained, marked, never equal to a block key', () => {
+    const tokens = range(0, 100)
+    const keys = blockKeys(fp, tokens, 32)
+    const tail = tailKey(fp, keys[2], tokens, 96, 99)
+    expect(tail).to.have.length(64)
+    expect(tail).to.equal(tailKey(fp, keys[2], [...tokens], 96, 99))
+    expect(tail).to.not.equal(tailKey(fp, keys[1], tokens, 96, 99)) // depends on everything before
+    expect(tail).to.not.equal(tailKey(fp, keys[2], tokens, 96, 98))
+    // a 32-token tail hashes the same tokens as block 0 but is not its key
+    expect(tailKey(fp, undefined, tokens, 0, 32)).to.not.equal(keys[0])
   })
 
   it('cover whole blocks only, and leave at least one token to evaluate', () => {

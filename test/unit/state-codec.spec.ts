@@ -1,5 +1,6 @@
 import { expect } from 'chai'
-import { assembleState, cutBlock, parseChunk, parseState } from '../../src/engine/state-codec.js'
+import { ChunkMismatchError } from '../../src/engine/errors.js'
+import { assembleState, cutBlock, cutCells, parseChunk, parseState } from '../../src/engine/state-codec.js'
 import { buildState, range } from '../fixtures/states.js'
 import type { FakeCache } from '../fixtures/states.js'
 
@@ -47,6 +48,25 @@ describe('state codec', () => {
           const expected = buildState(tokens.slice(0, k * B), gemmaLike(range(0, k * B), range(0, k * B), vTrans))
           expect(assembleState(chunks.slice(0, k)).equals(expected), `prefix of ${k} blocks`).to.equal(true)
         }
+      })
+
+      it('assembles blocks and a shorter tail exactly as if the state had been saved whole', () => {
+        const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40), vTrans)))
+        for (const k of [0, 2, 4]) {
+          for (const len of [1, 5, B - 1]) {
+            const chunks = range(0, k).map(i => parseChunk(cutBlock(whole, i, B) as Buffer))
+            const tail = parseChunk(cutCells(whole, k * B, len) as Buffer)
+            expect(tail.blockTokens).to.equal(len)
+            expect(tail.firstPos).to.equal(k * B)
+            const n = k * B + len
+            const expected = buildState(tokens.slice(0, n), gemmaLike(range(0, n), range(0, n), vTrans))
+            expect(assembleState([...chunks, tail]).equals(expected), `${k} blocks + ${len}`).to.equal(true)
+          }
+        }
+        // a tail ends a prefix: nothing may follow it
+        const tail = parseChunk(cutCells(whole, 0, 5) as Buffer)
+        expect(() => assembleState([tail, parseChunk(cutBlock(whole, 1, B) as Buffer)])).to.throw(ChunkMismatchError)
+        expect(() => assembleState([parseChunk(cutBlock(whole, 0, B) as Buffer), tail])).to.throw(/starts at position 0, want 8/)
       })
 
       it('finds cells by position when the SWA cache holds them out of order', () => {
