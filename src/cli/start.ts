@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { defaultLogger } from '@libp2p/logger'
-import { readSwarmKey } from '../network/swarm-key.js'
+import { readSwarmKey, swarmKeyPermissionWarning } from '../network/swarm-key.js'
 import { startNode, STRATEGIES } from '../node/node.js'
 import type { Strategy } from '../node/node.js'
 import { bytes, flag, int, parseWithConfig, str, UsageError } from './args.js'
@@ -77,6 +77,8 @@ export async function startCommand (argv: string[]): Promise<number> {
   if (!(STRATEGIES as readonly string[]).includes(strategy)) throw new UsageError(`--strategy must be one of ${STRATEGIES.join(', ')}`)
   const swarmKeyFile = str(p, 'swarm-key')
   const swarmKey = swarmKeyFile != null ? await readSwarmKey(swarmKeyFile) : undefined
+  const keyWarning = swarmKeyFile != null ? await swarmKeyPermissionWarning(swarmKeyFile) : undefined
+  if (keyWarning != null) process.stderr.write(`promptmesh: warning: ${keyWarning}\n`)
   const node = await startNode({
     strategy: strategy as Strategy,
     adaptiveFetch: !flag(p, 'no-adaptive-fetch'),

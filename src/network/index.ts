@@ -34,7 +34,7 @@ export type { PeerDialer, PeerDialerInit, StaticPeerStatus } from './dialer.js'
 export { loadOrCreatePeerKey } from './identity.js'
 export { PeerGuard } from './peer-guard.js'
 export type { PeerGuardInit, PeerGuardStats, BannedPeer, Offence, RateLimit } from './peer-guard.js'
-export { generateSwarmKey, parseSwarmKey, readSwarmKey, writeSwarmKey, SWARM_KEY_BYTES } from './swarm-key.js'
+export { generateSwarmKey, parseSwarmKey, readSwarmKey, swarmKeyPermissionWarning, writeSwarmKey, SWARM_KEY_BYTES } from './swarm-key.js'
 export { PeerKeyError, InvalidPeerAddressError, SwarmKeyError } from './errors.js'
 export { DEFAULT_LISTEN, PEER_KEY_FILE, DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_BAN_MS, DEFAULT_MAX_FAULTS, DEFAULT_MAX_CONNECTIONS } from './constants.js'
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { SWARM_KEY_ENCODING, SWARM_KEY_HEADER } from './constants.js'
 import { SwarmKeyError } from './errors.js'
 
@@ -43,6 +43,17 @@ export async function readSwarmKey (path: string): Promise<Uint8Array> {
   } catch (err) {
     throw new SwarmKeyError(`${path}: ${(err as Error).message}`)
   }
+}
+
+/**
+ * A warning when the swarm key file may be read by other users: whoever reads it can join the private
+ * mesh (ssh refuses such private keys; a node warns, so that a deployment is not broken by it).
+ */
+export async function swarmKeyPermissionWarning (path: string): Promise<string | undefined> {
+  if (process.platform === 'win32') return undefined
+  const mode = (await stat(path)).mode & 0o777
+  if ((mode & 0o077) === 0) return undefined
+  return `swarm key ${path} is readable by ${(mode & 0o007) !== 0 ? 'every user' : 'its group'} (mode ${mode.toString(8).padStart(4, '0')}): whoever reads it can join the mesh; run chmod 600 ${path}`
 }
 
 /** Writes a new swarm key to `path` (mode 0600); never overwrites an existing file. */

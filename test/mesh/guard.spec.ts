@@ -2,11 +2,11 @@ import '../../src/polyfill.js'
 import { createHash } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { expect } from 'chai'
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { swarmKeyCommand } from '../../src/cli/swarm-key.js'
-import { generateSwarmKey, parseSwarmKey, PeerGuard, readSwarmKey } from '../../src/network/index.js'
+import { generateSwarmKey, parseSwarmKey, PeerGuard, readSwarmKey, swarmKeyPermissionWarning } from '../../src/network/index.js'
 import { encodeFrame, KV_PROTOCOL, KvHeader, KvRequest, MAX_HEADER_BYTES, MAX_REQUEST_BYTES } from '../../src/transfer/index.js'
 import { collect, FINGERPRINT, payload, randomKey, readFirstFrame, readFrames, startNode, stopAll, waitFor } from './helpers.js'
 import type { TestNode } from './helpers.js'
@@ -85,6 +85,12 @@ describe('promptmesh swarm-key generate', () => {
       expect(await readFile(out)).to.deep.equal(before)
       expect(await swarmKeyCommand(['nonsense']).catch((e: Error) => e.name)).to.equal('UsageError')
       expect(await readSwarmKey(join(dir, 'missing')).then(() => 'read', (e: Error) => e.name)).to.equal('SwarmKeyError')
+      // a key others may read is a key others may use: start warns
+      expect(await swarmKeyPermissionWarning(out)).to.equal(undefined)
+      await chmod(out, 0o644)
+      expect(await swarmKeyPermissionWarning(out)).to.match(/readable by every user \(mode 0644\).*chmod 600/)
+      await chmod(out, 0o640)
+      expect(await swarmKeyPermissionWarning(out)).to.match(/readable by its group/)
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
