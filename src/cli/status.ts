@@ -10,7 +10,8 @@ interface Status {
   addresses: string[]
   modelFingerprint: string
   peers: Array<{ peerId: string, connected: boolean, catalog: { entries: number, seq: number, ageMs: number, falsePositives: number } | null }>
-  cache: { chunks: number, bytes: number, maxBytes: number, evictions: number }
+  cache: { chunks: number, bytes: number, maxBytes: number, evictions: number, corruptRemoved?: number, missingRemoved?: number, writeErrors?: number, lastProblem?: string | null }
+  bannedPeers?: Array<{ peerId: string, reason: string, remainingMs: number }>
 }
 
 export async function fetchJson (url: string, key?: string): Promise<unknown> {
@@ -39,6 +40,9 @@ export async function statusCommand (argv: string[]): Promise<number> {
     `model        ${s.modelFingerprint.slice(0, 16)}… (fingerprint)`,
     ...s.addresses.map((a, i) => `${i === 0 ? 'addresses   ' : '            '} ${a}`),
     `cache        ${s.cache.chunks} chunks, ${mb(s.cache.bytes)} of ${mb(s.cache.maxBytes)}, ${s.cache.evictions} evicted`,
+    ...((s.cache.corruptRemoved ?? 0) + (s.cache.missingRemoved ?? 0) + (s.cache.writeErrors ?? 0) > 0
+      ? [`             problems: ${s.cache.corruptRemoved ?? 0} corrupt, ${s.cache.missingRemoved ?? 0} missing, ${s.cache.writeErrors ?? 0} write errors${s.cache.lastProblem != null ? ` (last: ${s.cache.lastProblem})` : ''}`]
+      : []),
     '',
     `peers (${s.peers.length})`
   ]
@@ -49,6 +53,11 @@ export async function statusCommand (argv: string[]): Promise<number> {
       const c = peer.catalog
       lines.push(`  ${peer.peerId.padEnd(54)}${(peer.connected ? 'connected' : 'gone').padEnd(10)}${(c == null ? '-' : String(c.entries)).padStart(8)}${(c == null ? '-' : String(c.seq)).padStart(16)}${(c == null ? 'no catalog' : age(c.ageMs)).padStart(10)}${(c == null ? '-' : String(c.falsePositives)).padStart(9)}`)
     }
+  }
+  const banned = s.bannedPeers ?? []
+  if (banned.length > 0) {
+    lines.push('', `cut off (${banned.length})`)
+    for (const b of banned) lines.push(`  ${b.peerId.padEnd(54)}${`${age(b.remainingMs)} left`.padEnd(12)}${b.reason}`)
   }
   process.stdout.write(`${lines.join('\n')}\n`)
   return 0

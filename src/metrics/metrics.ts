@@ -3,10 +3,11 @@ import type { QueryResult } from '../pipeline/pipeline.js'
 
 /** Live numbers the node reads at scrape time (services keep their own counters). */
 export interface MetricsSources {
-  store: () => { chunks: number, bytes: number, maxBytes: number, evictions: number, corruptRemoved: number }
+  store: () => { chunks: number, bytes: number, maxBytes: number, evictions: number, corruptRemoved: number, missingRemoved: number, writeErrors: number }
   transfer?: () => { requestsServed: number, chunksServed: number, bytesServed: number, chunksFetched: number, bytesFetched: number, verificationFailures: number, requestsRejected: number }
   catalog?: () => { entries: number, peers: number, falsePositives: number, published: number, received: number, rejected: number }
-  fetcher?: () => { requests: number, emptyRequests: number, failedRequests: number }
+  fetcher?: () => { requests: number, emptyRequests: number, failedRequests: number, rejectedChunks: number }
+  guard?: () => { cutOff: number, banned: number, limitOffences: number, faultOffences: number, rateLimited: number, refusedConnections: number }
   peers?: () => number
   queue?: () => number
 }
@@ -60,6 +61,8 @@ export class NodeMetrics {
     gauge('promptmesh_store_max_bytes', 'Byte budget of the local store', () => sources.store().maxBytes)
     mirrored('promptmesh_store_evictions_total', 'Chunks evicted to keep the byte budget', () => sources.store().evictions)
     mirrored('promptmesh_store_corrupt_chunks_total', 'Chunks that failed verification on disk and were removed', () => sources.store().corruptRemoved)
+    mirrored('promptmesh_store_missing_chunks_total', 'Indexed chunks whose file had gone and were forgotten', () => sources.store().missingRemoved)
+    mirrored('promptmesh_store_write_errors_total', 'Chunks that could not be written (disk full, read-only, ...)', () => sources.store().writeErrors)
     mirrored('promptmesh_kv_chunks_served_total', 'KV chunks sent to peers', () => sources.transfer?.().chunksServed)
     mirrored('promptmesh_kv_bytes_served_total', 'Bytes of KV chunks sent to peers', () => sources.transfer?.().bytesServed)
     mirrored('promptmesh_kv_requests_served_total', 'Chunk requests answered for peers', () => sources.transfer?.().requestsServed)
@@ -69,6 +72,14 @@ export class NodeMetrics {
     mirrored('promptmesh_kv_requests_rejected_total', 'Chunk requests from peers refused (limits, bad input)', () => sources.transfer?.().requestsRejected)
     mirrored('promptmesh_fetch_requests_total', 'Chunk requests sent to peers', () => sources.fetcher?.().requests)
     mirrored('promptmesh_fetch_requests_wasted_total', 'Chunk requests sent to peers that delivered nothing', () => sources.fetcher?.().emptyRequests)
+    mirrored('promptmesh_fetch_requests_failed_total', 'Chunk requests to peers that ended in an error or timeout', () => sources.fetcher?.().failedRequests)
+    mirrored('promptmesh_fetch_chunks_rejected_total', 'Chunks from peers that were not the chunk their key names', () => sources.fetcher?.().rejectedChunks)
+    mirrored('promptmesh_peer_cutoffs_total', 'Peers cut off for misbehaving (connections closed, refused for a while)', () => sources.guard?.().cutOff)
+    gauge('promptmesh_peers_banned', 'Peers refused right now', () => sources.guard?.().banned)
+    mirrored('promptmesh_peer_limit_offences_total', 'Requests or messages from peers beyond a protocol limit', () => sources.guard?.().limitOffences)
+    mirrored('promptmesh_peer_fault_offences_total', 'Faults of peers: bad chunks, malformed frames, broken streams', () => sources.guard?.().faultOffences)
+    mirrored('promptmesh_peer_rate_limited_total', 'Peer requests refused because the peer spent its budget', () => sources.guard?.().rateLimited)
+    mirrored('promptmesh_peer_refused_connections_total', 'Connections and dials refused because the peer is banned', () => sources.guard?.().refusedConnections)
     gauge('promptmesh_catalog_entries', 'Keys in this node\'s own catalog', () => sources.catalog?.().entries)
     gauge('promptmesh_catalog_peers', 'Peers whose catalog this node holds', () => sources.catalog?.().peers)
     mirrored('promptmesh_catalog_false_positives_total', 'Peer catalogs that said yes for a chunk the peer did not have', () => sources.catalog?.().falsePositives)

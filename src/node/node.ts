@@ -108,6 +108,7 @@ export async function startNode (init: PromptmeshNodeInit): Promise<PromptmeshNo
       transfer: () => m.transfer.stats(),
       catalog: () => m.catalog.stats(),
       fetcher: () => m.fetcher.stats(),
+      guard: () => m.guard.stats(),
       peers: () => m.connectedPeers().length,
       queue: () => api?.queued ?? 0
     })

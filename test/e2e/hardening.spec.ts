@@ -355,6 +355,11 @@ describe('hardening', function () {
     ])
     const member = async (name: string, port: number): Promise<CliNode> => await start(name, port, ['--swarm-key', swarmKeyFile])
     const address = async (node: CliNode): Promise<string> => (await status(node)).addresses[0]
+    /** one sample of the node's /metrics (unlabelled series) */
+    const metric = async (node: CliNode, name: string): Promise<number> => {
+      const text = await namespace().exec('curl', ['-s', `${node.api}/metrics`])
+      return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN)
+    }
     const holds = async (reader: CliNode, owner: CliNode, entries: number): Promise<boolean> =>
       (await status(reader)).peers.some((p: any) => p.peerId === owner.peerId && p.connected && p.catalog?.entries >= entries)
 
@@ -472,6 +477,9 @@ describe('hardening', function () {
       await waitUntil('C to cut the liar off', async () => (await status(c)).bannedPeers.some((p: any) => p.peerId === forger.peerId))
       const banned = (await status(c)).bannedPeers.find((p: any) => p.peerId === forger.peerId)
       expect(banned.reason).to.match(/not the one its key names/)
+      // and an operator sees it in /metrics
+      expect(await metric(c, 'promptmesh_fetch_chunks_rejected_total')).to.be.at.least(1)
+      expect(await metric(c, 'promptmesh_peer_cutoffs_total')).to.be.at.least(1)
       await waitUntil('the liar to be disconnected from C', async () => !(await status(c)).peers.some((p: any) => p.peerId === forger.peerId && p.connected))
     })
 
@@ -493,6 +501,12 @@ describe('hardening', function () {
       figures.notes.push(`garbage flood: cut off after ${garbage.sent} requests`)
       const banned = (await status(a)).bannedPeers.map((p: any) => p.peerId)
       expect(banned).to.include.members([result.peerId, garbage.peerId])
+      expect(await metric(a, 'promptmesh_peers_banned')).to.be.at.least(2)
+      const table = await namespace().exec(process.execPath, [BIN, 'status', '--api', a.api])
+      expect(table).to.match(/cut off \(\d+\)/)
+      expect(table).to.include(result.peerId)
+      expect(await metric(a, 'promptmesh_peer_rate_limited_total')).to.be.at.least(1)
+      expect(await metric(a, 'promptmesh_peer_limit_offences_total') + await metric(a, 'promptmesh_peer_fault_offences_total')).to.be.at.least(1)
       await query(a, `${LONG_PROMPT}What is a meteor?`)
     })
 
