@@ -1,7 +1,7 @@
 import { checkFirewall, checkInterfaces, checkMulticastRoute, checkPeers, readFirewallRules, readRouteTable } from '../diagnostics/checks.js'
 import { flag, parse, str } from './args.js'
 import { DEFAULT_API_URL } from './defaults.js'
-import { fetchJson } from './status.js'
+import { apiJson } from './http.js'
 import type { Check } from '../diagnostics/checks.js'
 
 const USAGE = `promptmesh doctor [--api URL] [--json]
@@ -15,7 +15,7 @@ export async function doctorCommand (argv: string[]): Promise<number> {
   const p = parse(argv, { api: { type: 'string' }, 'api-key': { type: 'string' }, json: { type: 'boolean' } }, USAGE)
   if (flag(p, 'help')) { process.stdout.write(`${USAGE}\n`); return 0 }
   const api = (str(p, 'api') ?? process.env.PROMPTMESH_API ?? DEFAULT_API_URL).replace(/\/+$/, '')
-  const status = await fetchJson(`${api}/status`, str(p, 'api-key') ?? process.env.PROMPTMESH_API_KEY).catch(() => undefined) as Parameters<typeof checkPeers>[0]
+  const status = await apiJson(`${api}/status`, { key: str(p, 'api-key') ?? process.env.PROMPTMESH_API_KEY, timeoutMs: 10_000 }).catch(() => undefined) as Parameters<typeof checkPeers>[0]
   const checks: Check[] = [
     checkMulticastRoute(await readRouteTable()),
     checkInterfaces(),

@@ -1,5 +1,6 @@
 import { flag, int, num, parse, str, UsageError } from './args.js'
 import { DEFAULT_API_URL } from './defaults.js'
+import { apiJson } from './http.js'
 
 const USAGE = `promptmesh query [--api URL] [--max-tokens N] [--json] PROMPT
 
@@ -26,19 +27,10 @@ export async function queryCommand (argv: string[]): Promise<number> {
   const prompt = p.positionals.join(' ')
   if (prompt === '') throw new UsageError(`a PROMPT is required\n\n${USAGE}`)
   const api = (str(p, 'api') ?? process.env.PROMPTMESH_API ?? DEFAULT_API_URL).replace(/\/+$/, '')
-  const key = str(p, 'api-key') ?? process.env.PROMPTMESH_API_KEY
-  let response: Response
-  try {
-    response = await fetch(`${api}/v1/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(key != null ? { authorization: `Bearer ${key}` } : {}) },
-      body: JSON.stringify({ prompt, max_tokens: int(p, 'max-tokens', 0) ?? 32, temperature: num(p, 'temperature') ?? 0, seed: int(p, 'seed', 0) })
-    })
-  } catch (err) {
-    throw new Error(`cannot reach a node at ${api}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message} (is 'promptmesh start' running? see --api)`)
-  }
-  const body = await response.json().catch(() => ({})) as Record<string, any>
-  if (!response.ok) throw new Error(`node at ${api} answered ${response.status}: ${body?.error?.message ?? response.statusText}`)
+  const body = await apiJson(`${api}/v1/completions`, {
+    key: str(p, 'api-key') ?? process.env.PROMPTMESH_API_KEY,
+    body: { prompt, max_tokens: int(p, 'max-tokens', 0) ?? 32, temperature: num(p, 'temperature') ?? 0, seed: int(p, 'seed', 0) }
+  }) as Record<string, any>
   const pm = body.promptmesh as Record<string, any>
   const { tokens, promptTokens, ttftMs, ttltMs, timings, ...cache } = pm
   const text = String(body.choices?.[0]?.text ?? '')

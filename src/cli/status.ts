@@ -1,5 +1,6 @@
 import { flag, parse, str } from './args.js'
 import { DEFAULT_API_URL } from './defaults.js'
+import { apiJson } from './http.js'
 
 const USAGE = `promptmesh status [--api URL] [--json]
 
@@ -14,18 +15,6 @@ interface Status {
   bannedPeers?: Array<{ peerId: string, reason: string, remainingMs: number }>
 }
 
-export async function fetchJson (url: string, key?: string): Promise<unknown> {
-  let response: Response
-  try {
-    response = await fetch(url, { headers: key != null ? { authorization: `Bearer ${key}` } : {}, signal: AbortSignal.timeout(10_000) })
-  } catch (err) {
-    throw new Error(`cannot reach a node at ${url}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message} (is 'promptmesh start' running? see --api)`)
-  }
-  const body = await response.json().catch(() => ({})) as { error?: { message?: string } }
-  if (!response.ok) throw new Error(`${url} answered ${response.status}: ${body?.error?.message ?? response.statusText}`)
-  return body
-}
-
 const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`
 const age = (ms: number): string => ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`
 
@@ -33,7 +22,7 @@ export async function statusCommand (argv: string[]): Promise<number> {
   const p = parse(argv, { api: { type: 'string' }, 'api-key': { type: 'string' }, json: { type: 'boolean' } }, USAGE)
   if (flag(p, 'help')) { process.stdout.write(`${USAGE}\n`); return 0 }
   const api = (str(p, 'api') ?? process.env.PROMPTMESH_API ?? DEFAULT_API_URL).replace(/\/+$/, '')
-  const s = await fetchJson(`${api}/status`, str(p, 'api-key') ?? process.env.PROMPTMESH_API_KEY) as Status
+  const s = await apiJson(`${api}/status`, { key: str(p, 'api-key') ?? process.env.PROMPTMESH_API_KEY, timeoutMs: 10_000 }) as Status
   if (flag(p, 'json')) { process.stdout.write(`${JSON.stringify(s)}\n`); return 0 }
   const lines = [
     `node         ${s.peerId}`,
