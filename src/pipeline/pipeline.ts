@@ -1,14 +1,16 @@
 import { EventEmitter } from 'node:events'
 import { rm } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
-import { blockKeys, reusableBlocks, tailKey } from '../cache/keys.js'
 import { DEFAULT_BLOCK_TOKENS } from '../cache/constants.js'
-import { assembleState, chunkBytesFor, cutBlock, cutCells, parseChunk, parseState } from '../engine/state-codec.js'
+import { assembleState, chunkBytesFor, parseChunk, parseState } from '../engine/state-codec.js'
 import { DEFAULT_MAX_TOKENS } from '../engine/constants.js'
+import { ReuseChain } from './chain.js'
+import { ChunkCutter } from './cutter.js'
 import { PromptTooLongError } from './errors.js'
 import type { ChunkStore } from '../cache/chunk-store.js'
 import type { Engine } from '../engine/engine.js'
-import type { ParsedChunk, ParsedState } from '../engine/state-codec.js'
+import type { Span } from './chain.js'
+import type { ParsedChunk } from '../engine/state-codec.js'
 import type { Logger } from '@libp2p/interface'
 
 export type CacheSource = 'none' | 'local' | 'remote' | 'mixed'
@@ -72,6 +74,9 @@ export interface RemoteFetchResult {
   requests?: number
   emptyRequests?: number
 }
+
+/** A chunk a peer sent, verified to be the one its key names. */
+interface FetchedChunk { key: string, payload: Uint8Array, chunk: ParsedChunk }
 
 /** What the pipeline needs from the mesh; absent on a single node. */
 export interface RemoteChunkSource {
@@ -155,145 +160,144 @@ export class Pipeline {
   }
 
   private async answer (tokens: number[], maxTokens: number, options: QueryOptions, t0: number): Promise<QueryResult> {
-    const B = this.blockTokens
     const engine = this.engine
-    const caching = this.cache && options.noCache !== true && engine.layout != null
-    const keys = caching ? blockKeys(engine.fingerprint, tokens, B) : []
-    const reusable = Math.min(keys.length, reusableBlocks(tokens.length, B))
-    // what may be reused, in order: whole blocks, then the tail (up to the last token) so that a prompt
-    // asked again anywhere in the mesh evaluates one token, not up to a block
-    const tail = { from: reusable * B, to: tokens.length - 1 }
-    const chain = keys.slice(0, reusable)
-    if (caching && tail.to > tail.from) chain.push(tailKey(engine.fingerprint, keys[reusable - 1], tokens, tail.from, tail.to))
-    const hasTail = chain.length > reusable
-    /** prompt tokens covered by the first n entries of the chain */
-    const covered = (n: number): number => n > reusable ? tail.to : n * B
+    const chain = new ReuseChain(engine.fingerprint, tokens, this.blockTokens, this.cache && options.noCache !== true && engine.layout != null)
     const report: CacheReport = { source: 'none', reusedTokens: 0, bytesFetched: 0, peers: [], localTokens: 0, remoteTokens: 0, storedChunks: 0, requests: 0, emptyRequests: 0, fetchSkipped: false }
-
-    // 1. longest prefix: the local chain (index only), then peers for the continuation
     const timings = { lookupMs: 0, fetchMs: 0, restoreMs: 0, prefillMs: 0 }
     let mark = performance.now()
     const lap = (): number => { const now = performance.now(); const d = now - mark; mark = now; return d }
-    let localBlocks = 0
-    while (localBlocks < chain.length && this.store.has(chain[localBlocks] as string)) localBlocks++
+
+    // 1. the longest cached prefix: the local chain (index only), then peers for the continuation
+    let local = 0
+    while (local < chain.length && this.store.has(chain.keys[local] as string)) local++
     timings.lookupMs = lap()
-    const fetched: Array<{ key: string, payload: Uint8Array, chunk: ParsedChunk }> = []
-    const budget = caching && this.remote != null && localBlocks < chain.length ? this.fetchBudget(chain, localBlocks) : 0
-    report.fetchSkipped = budget <= 0 && caching && this.remote != null && localBlocks < chain.length && (this.remote.claimable?.(chain, localBlocks) ?? 1) > 0
-    if (budget > 0 && this.remote != null) {
-      const started = performance.now()
-      try {
-        const res = await this.remote.fetchContinuation(chain, localBlocks, { signal: options.signal, deadlineMs: Number.isFinite(budget) ? budget : undefined })
-        report.bytesFetched = res.bytes
-        report.peers = res.peers
-        report.requests = res.requests ?? 0
-        report.emptyRequests = res.emptyRequests ?? 0
-        for (const payload of res.chunks) {
-          const i = localBlocks + fetched.length
-          const chunk = this.validChunk(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), tokens, i * B, covered(i + 1) - i * B)
-          if (chunk == null) break
-          fetched.push({ key: chain[i] as string, payload, chunk })
-        }
-      } catch (err) {
-        this.log?.error('fetching chunks from peers failed, computing instead: %s', (err as Error).message)
-      } finally {
-        // a fetch that failed or timed out teaches as much about the link as one that worked
-        if (report.requests > 0) this.learnLink(report.bytesFetched, performance.now() - started)
-      }
-    }
+    const fetched = await this.fetchContinuation(chain, tokens, local, report, options.signal)
     timings.fetchMs = lap()
 
-    // 2. restore the prefix (or start empty): a hot assembled state, else chunks read, verified, assembled
-    let restored = 0
+    // 2. restore it (or start empty)
+    const restored = await this.restore(chain, tokens, local, fetched)
+    timings.restoreMs = lap()
+    const restoredTokens = chain.covered(restored.entries)
+    report.localTokens = chain.covered(restored.local)
+    report.remoteTokens = restoredTokens - report.localTokens
+    report.reusedTokens = restoredTokens
+    report.source = restored.entries === 0 ? 'none' : restored.local === restored.entries ? 'local' : restored.local === 0 ? 'remote' : 'mixed'
+
+    // 3. evaluate the rest and generate, cutting the prompt's new chunks out of states saved on the way
+    const cutter = new ChunkCutter(engine, this.store, chain, Math.min(restored.entries, chain.reusable), this.log)
+    const out = await this.evaluateAndGenerate(tokens.slice(restoredTokens), restoredTokens, maxTokens, options, cutter, t0, () => {
+      timings.prefillMs = lap()
+      this.learnPrefill(tokens.length - restoredTokens, timings.prefillMs)
+    })
+
+    // 4. keep what was computed or fetched, so it is reused here and shared onward
+    for (const [key, payload] of [...restored.fetched.map(f => [f.key, f.payload] as const), ...cutter.cut]) {
+      try {
+        if (await this.store.put(key, payload)) report.storedChunks++
+      } catch (err) {
+        this.log?.error('storing chunk %s failed: %s', key, (err as Error).message)
+      }
+    }
+    return { ...out, promptTokens: tokens.length, cache: report, timings }
+  }
+
+  /** Asks peers for chain.keys[from..], if that is expected to beat computing; verified chunks, in order. */
+  private async fetchContinuation (chain: ReuseChain, tokens: number[], from: number, report: CacheReport, signal?: AbortSignal): Promise<FetchedChunk[]> {
+    const fetched: FetchedChunk[] = []
+    if (this.remote == null || from >= chain.length) return fetched
+    const budget = this.fetchBudget(chain.keys, from)
+    if (budget <= 0) {
+      report.fetchSkipped = (this.remote.claimable?.(chain.keys, from) ?? 1) > 0
+      return fetched
+    }
+    const started = performance.now()
+    try {
+      const res = await this.remote.fetchContinuation(chain.keys, from, { signal, deadlineMs: Number.isFinite(budget) ? budget : undefined })
+      report.bytesFetched = res.bytes
+      report.peers = res.peers
+      report.requests = res.requests ?? 0
+      report.emptyRequests = res.emptyRequests ?? 0
+      for (const payload of res.chunks) {
+        const i = from + fetched.length
+        const chunk = this.validChunk(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), tokens, chain.span(i))
+        if (chunk == null) break
+        fetched.push({ key: chain.keys[i] as string, payload, chunk })
+      }
+    } catch (err) {
+      this.log?.error('fetching chunks from peers failed, computing instead: %s', (err as Error).message)
+    } finally {
+      // a fetch that failed or timed out teaches as much about the link as one that worked
+      if (report.requests > 0) this.learnLink(report.bytesFetched, performance.now() - started)
+    }
+    return fetched
+  }
+
+  /**
+   * Loads the first `local` entries (from the store) and then `fetched` into the engine: a kept
+   * assembled state when there is one, else chunks read, verified and assembled. Any failure leaves
+   * a shorter (or empty) prefix, never a wrong one.
+   */
+  private async restore (chain: ReuseChain, tokens: number[], local: number, fetched: FetchedChunk[]): Promise<{ entries: number, local: number, fetched: FetchedChunk[] }> {
+    const engine = this.engine
     await engine.reset()
-    const hot = fetched.length === 0 && localBlocks > 0 ? engine.states.get(chain[localBlocks - 1] as string) : undefined
-    if (hot != null) {
+    const hotKey = fetched.length === 0 && local > 0 ? chain.keys[local - 1] as string : undefined
+    const hot = hotKey != null ? engine.states.get(hotKey) : undefined
+    if (hotKey != null && hot != null) {
       try {
         await engine.loadStateFile(hot)
-        restored = localBlocks
+        return { entries: local, local, fetched: [] }
       } catch (err) {
         this.log?.error('a kept prefix state failed to load: %s', (err as Error).message)
-        await engine.states.drop(chain[localBlocks - 1] as string)
+        await engine.states.drop(hotKey)
         await engine.reset()
       }
     }
-    if (restored === 0 && localBlocks + fetched.length > 0) {
-      const chunks: ParsedChunk[] = []
-      for (let i = 0; i < localBlocks; i++) {
-        const chunk = await this.localChunk(chain[i] as string, tokens, i * B, covered(i + 1) - i * B)
-        if (chunk == null) break
-        chunks.push(chunk)
-      }
-      if (chunks.length < localBlocks) { localBlocks = chunks.length; fetched.length = 0 }
-      chunks.push(...fetched.map(f => f.chunk))
-      if (chunks.length > 0) {
-        const lastKey = chain[chunks.length - 1] as string
-        try {
-          const state = assembleState(chunks, engine.layout)
-          parseState(state) // full validation before llama.cpp sees it: a bad file can abort the process
-          const file = await engine.states.put(lastKey, state)
-          try {
-            await engine.loadStateFile(file)
-          } finally {
-            if (!engine.states.kept(file)) await rm(file, { force: true })
-          }
-          restored = chunks.length
-        } catch (err) {
-          this.log?.error('restoring %d cached blocks failed, computing instead: %s', chunks.length, (err as Error).message)
-          await engine.states.drop(lastKey)
-          await engine.reset()
-          fetched.length = 0
-        }
-      }
+    if (local + fetched.length === 0) return { entries: 0, local: 0, fetched: [] }
+    const chunks: ParsedChunk[] = []
+    for (let i = 0; i < local; i++) {
+      const chunk = await this.localChunk(chain.keys[i] as string, tokens, chain.span(i))
+      if (chunk == null) break
+      chunks.push(chunk)
     }
-    timings.restoreMs = lap()
-    const restoredLocal = Math.min(restored, localBlocks)
-    const restoredTokens = covered(restored)
-    report.localTokens = covered(restoredLocal)
-    report.remoteTokens = restoredTokens - report.localTokens
-    report.reusedTokens = restoredTokens
-    report.source = restored === 0 ? 'none' : restoredLocal === restored ? 'local' : restoredLocal === 0 ? 'remote' : 'mixed'
-
-    // 3. evaluate the rest; SWA layers forget cells beyond the window, so save at least once per window
-    const cut = new Map<string, Buffer>()
-    const firstNew = Math.min(restored, reusable)
-    const newBlocks = caching ? Math.floor(tokens.length / B) : 0
-    const tailKeyOf = hasTail ? chain[reusable] as string : undefined
-    const missing = (key: string): boolean => !cut.has(key) && !this.store.has(key)
-    const wanted = (): boolean => {
-      for (let i = firstNew; i < newBlocks; i++) if (missing(keys[i] as string)) return true
-      return tailKeyOf != null && missing(tailKeyOf)
-    }
-    const cutNewBlocks = (state: ParsedState): void => {
-      for (let i = firstNew; i < newBlocks; i++) {
-        const key = keys[i] as string
-        if (!missing(key)) continue
-        const chunk = cutBlock(state, i, B)
-        if (chunk != null) cut.set(key, chunk)
-      }
-      if (tailKeyOf != null && missing(tailKeyOf)) {
-        const chunk = cutCells(state, tail.from, tail.to - tail.from)
-        if (chunk != null) cut.set(tailKeyOf, chunk)
-      }
-    }
-    const saveAndCut = async (): Promise<void> => {
-      if (!wanted()) return
+    // a local chunk gone bad: the fetched ones no longer continue the prefix
+    const used = chunks.length < local ? [] : fetched
+    chunks.push(...used.map(f => f.chunk))
+    if (chunks.length === 0) return { entries: 0, local: 0, fetched: [] }
+    const lastKey = chain.keys[chunks.length - 1] as string
+    try {
+      const state = assembleState(chunks, engine.layout)
+      parseState(state) // full validation before llama.cpp sees it: a bad file can abort the process
+      const file = await engine.states.put(lastKey, state)
       try {
-        cutNewBlocks(await engine.saveState())
-      } catch (err) {
-        this.log?.error('cutting chunks failed, this prompt will not be cached: %s', (err as Error).message)
+        await engine.loadStateFile(file)
+      } finally {
+        if (!engine.states.kept(file)) await rm(file, { force: true })
       }
+      return { entries: chunks.length, local: chunks.length - used.length, fetched: used }
+    } catch (err) {
+      this.log?.error('restoring %d cached chunks failed, computing instead: %s', chunks.length, (err as Error).message)
+      await engine.states.drop(lastKey)
+      await engine.reset()
+      return { entries: 0, local: 0, fetched: [] }
     }
+  }
+
+  /**
+   * Evaluates `rest` (the prompt after the restored prefix, at position `at`) and generates. SWA layers
+   * forget cells beyond their window, so states are saved for cutting at least once per window; the
+   * first token is out before the final save, so TTFT does not pay for it.
+   */
+  private async evaluateAndGenerate (rest: number[], at: number, maxTokens: number, options: QueryOptions, cutter: ChunkCutter, t0: number, onPrefilled: () => void): Promise<Pick<QueryResult, 'text' | 'tokens' | 'ttftMs' | 'ttltMs' | 'finishReason'>> {
+    const engine = this.engine
     const window = engine.info.swaWindow
-    const segment = window != null ? Math.max(B, Math.floor(window / B) * B) : Infinity
-    let at = restoredTokens
-    while (tokens.length - at > segment) {
-      await engine.evaluate(tokens.slice(at, at + segment))
-      at += segment
-      await saveAndCut()
+    const segment = window != null ? Math.max(this.blockTokens, Math.floor(window / this.blockTokens) * this.blockTokens) : Infinity
+    let next = 0
+    while (rest.length - next > segment) {
+      await engine.evaluate(rest.slice(next, next + segment))
+      next += segment
+      await cutter.saveAndCut()
     }
 
-    // 4. generate; the first token is out before the final save, so TTFT does not pay for it
     let ttft = 0
     let text = ''
     let streamed = 0
@@ -304,7 +308,7 @@ export class Pipeline {
     const onAbort = (): void => controller.abort(options.signal?.reason)
     options.signal?.addEventListener('abort', onAbort, { once: true })
     try {
-      const out = await engine.generate(tokens.slice(at), {
+      const out = await engine.generate(rest.slice(next), {
         maxTokens,
         temperature: options.temperature,
         topP: options.topP,
@@ -314,9 +318,8 @@ export class Pipeline {
         onToken: async (token, index) => {
           if (index === 0) {
             ttft = performance.now() - t0
-            timings.prefillMs = lap()
-            this.learnPrefill(tokens.length - restoredTokens, timings.prefillMs)
-            await saveAndCut()
+            onPrefilled()
+            await cutter.saveAndCut()
           }
           generated.push(token)
           const full = engine.detokenize(generated)
@@ -338,19 +341,9 @@ export class Pipeline {
     const ttlt = performance.now() - t0
     if (generated.length === 0) {
       ttft = ttlt
-      await saveAndCut()
+      await cutter.saveAndCut()
     }
-
-    // 5. keep what was computed or fetched, so it is reused here and shared onward
-    const keep = restored > localBlocks ? fetched.map(f => [f.key, f.payload] as const) : []
-    for (const [key, payload] of [...keep, ...cut]) {
-      try {
-        if (await this.store.put(key, payload)) report.storedChunks++
-      } catch (err) {
-        this.log?.error('storing chunk %s failed: %s', key, (err as Error).message)
-      }
-    }
-    return { text, tokens: generated, promptTokens: tokens.length, ttftMs: ttft, ttltMs: ttlt, finishReason, cache: report, timings }
+    return { text, tokens: generated, ttftMs: ttft, ttltMs: ttlt, finishReason }
   }
 
   /**
@@ -394,17 +387,17 @@ export class Pipeline {
     this.msPerToken = this.msPerToken == null ? sample : this.msPerToken * 0.7 + sample * 0.3
   }
 
-  /** A stored chunk for block i of these tokens, or undefined (missing, corrupt, or not these tokens). */
-  private async localChunk (key: string, tokens: number[], first: number, count: number): Promise<ParsedChunk | undefined> {
+  /** A stored chunk for these positions of these tokens, or undefined (missing, corrupt, or not these tokens). */
+  private async localChunk (key: string, tokens: number[], span: Span): Promise<ParsedChunk | undefined> {
     const payload = await this.store.get(key)
     if (payload == null) return undefined
-    const chunk = this.validChunk(payload, tokens, first, count)
+    const chunk = this.validChunk(payload, tokens, span)
     if (chunk == null) await this.store.delete(key)
     return chunk
   }
 
   /** The chunk if it holds exactly positions [first, first + count) of these tokens (a block or a tail). */
-  private validChunk (payload: Buffer, tokens: number[], first: number, count: number): ParsedChunk | undefined {
+  private validChunk (payload: Buffer, tokens: number[], { first, count }: Span): ParsedChunk | undefined {
     try {
       const chunk = parseChunk(payload)
       if (chunk.blockTokens !== count || chunk.firstPos !== first) return undefined
