@@ -131,7 +131,7 @@ export class MeshFetcher implements RemoteChunkSource {
     return known.length === 0 ? undefined : Math.max(...known)
   }
 
-  readonly fetchContinuation = async (keys: string[], from: number, options: { signal?: AbortSignal, deadlineMs?: number } = {}): Promise<RemoteFetchResult> => {
+  readonly fetchContinuation = async (keys: string[], from: number, options: FetchOptions = {}): Promise<RemoteFetchResult> => {
     options.signal?.throwIfAborted()
     this.counters.fetches++
     const wanted = keys.slice(from)
@@ -152,25 +152,29 @@ export class MeshFetcher implements RemoteChunkSource {
     }
     if (candidates.length === 0) return EMPTY
 
-    // AbortSignal.timeout takes whole milliseconds only: a fractional budget (the pipeline's estimate
-    // of the compute time) would throw a RangeError and lose the whole fetch
     const budget = options.deadlineMs != null && options.deadlineMs >= 0 ? Math.min(this.timeoutMs, options.deadlineMs) : this.timeoutMs
-    const deadline = AbortSignal.timeout(Math.max(1, Math.ceil(budget)))
-    const signal = options.signal == null ? deadline : AbortSignal.any([options.signal, deadline])
+    const deadline = new Deadline(budget, this.timeoutMs)
+    const credit = options.creditMsPerChunk ?? 0
+    const onChunk = credit > 0 ? () => { deadline.extend(credit) } : () => {}
+    const signal = options.signal == null ? deadline.signal : AbortSignal.any([options.signal, deadline.signal])
     const got: Array<Got | undefined> = new Array(candidates.length).fill(undefined)
     const refused = candidates.map(() => new Set<string>())
     const failed = new Set<string>()
 
     // broadcast asks peer after peer; with catalogs one re-plan is enough
     const rounds = this.mode === 'broadcast' ? Math.max(1, everyone.length) : 2
-    for (let round = 0; round < rounds && !signal.aborted; round++) {
-      const runs = this.plan(candidates, got, refused, failed)
-      if (runs.length === 0) break
-      this.log?.trace('round %d: %s', round, runs.map((r) => `${r.peer.slice(-6)}[${r.start},${r.end})`).join(' '))
-      await Promise.all(runs.map(async (run) => { await this.fetchRun(run, keys, from, peerIds, got, refused, failed, signal) }))
+    try {
+      for (let round = 0; round < rounds && !signal.aborted; round++) {
+        const runs = this.plan(candidates, got, refused, failed)
+        if (runs.length === 0) break
+        this.log?.trace('round %d: %s', round, runs.map((r) => `${r.peer.slice(-6)}[${r.start},${r.end})`).join(' '))
+        await Promise.all(runs.map(async (run) => { await this.fetchRun(run, keys, from, peerIds, got, refused, failed, signal, onChunk) }))
+      }
+    } finally {
+      deadline.clear()
     }
     if (options.signal?.aborted === true) throw options.signal.reason
-    if (deadline.aborted) this.counters.deadlines++
+    if (deadline.signal.aborted) this.counters.deadlines++
 
     const chunks: Uint8Array[] = []
     const peers = new Set<string>()
@@ -215,7 +219,7 @@ export class MeshFetcher implements RemoteChunkSource {
   }
 
   private async fetchRun (run: Run, allKeys: string[], from: number, peerIds: Map<string, PeerId>, got: Array<Got | undefined>,
-    refused: Array<Set<string>>, failed: Set<string>, signal: AbortSignal): Promise<void> {
+    refused: Array<Set<string>>, failed: Set<string>, signal: AbortSignal, onChunk: () => void): Promise<void> {
     this.counters.requests++
     const keys = allKeys.slice(from + run.start, from + run.end)
     let delivered = 0
@@ -238,6 +242,7 @@ export class MeshFetcher implements RemoteChunkSource {
             break
           }
           got[i] = { bytes: answer.bytes, peer: run.peer }
+          onChunk()
           delivered++
           deliveredBytes += answer.bytes.byteLength
         } else {
@@ -262,5 +267,44 @@ export class MeshFetcher implements RemoteChunkSource {
       const prev = this.speed.get(run.peer)
       this.speed.set(run.peer, prev == null ? sample : prev * 0.7 + sample * 0.3)
     }
+  }
+}
+
+export interface FetchOptions {
+  signal?: AbortSignal
+  /** stop asking and return what arrived after this long (ms, fractions allowed) */
+  deadlineMs?: number
+  /**
+   * every chunk that arrives moves the deadline this much later: a fetch may go on as long as it
+   * keeps saving more time than it takes (the pipeline gives each chunk its compute time)
+   */
+  creditMsPerChunk?: number
+}
+
+/** A deadline that can be moved later, never beyond `maxMs` from its start. */
+class Deadline {
+  private readonly controller = new AbortController()
+  private readonly started = Date.now()
+  private timer?: ReturnType<typeof setTimeout>
+
+  constructor (private allowanceMs: number, private readonly maxMs: number) {
+    this.arm()
+  }
+
+  get signal (): AbortSignal { return this.controller.signal }
+
+  extend (ms: number): void {
+    if (this.controller.signal.aborted) return
+    this.allowanceMs = Math.min(this.maxMs, this.allowanceMs + ms)
+    this.arm()
+  }
+
+  clear (): void { clearTimeout(this.timer) }
+
+  private arm (): void {
+    clearTimeout(this.timer)
+    // setTimeout wants whole milliseconds; a fractional budget (a compute-time estimate) is rounded up
+    const left = Math.max(1, Math.ceil(this.started + this.allowanceMs - Date.now()))
+    this.timer = setTimeout(() => { this.controller.abort(new DOMException('the fetch deadline passed', 'TimeoutError')) }, left)
   }
 }

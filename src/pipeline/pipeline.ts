@@ -75,13 +75,19 @@ export interface RemoteFetchResult {
   emptyRequests?: number
 }
 
+/** A fetch may first take as long as computing this many blocks would (see fetchBudget). */
+const PROBE_BLOCKS = 2
+
 /** A chunk a peer sent, verified to be the one its key names. */
 interface FetchedChunk { key: string, payload: Uint8Array, chunk: ParsedChunk }
 
 /** What the pipeline needs from the mesh; absent on a single node. */
 export interface RemoteChunkSource {
-  /** fetches keys[from..] in order; gives up at `deadlineMs` and returns what arrived */
-  fetchContinuation: (keys: string[], from: number, options: { signal?: AbortSignal, deadlineMs?: number }) => Promise<RemoteFetchResult>
+  /**
+   * fetches keys[from..] in order; gives up at `deadlineMs` (moved `creditMsPerChunk` later by every
+   * chunk that arrives) and returns what arrived
+   */
+  fetchContinuation: (keys: string[], from: number, options: { signal?: AbortSignal, deadlineMs?: number, creditMsPerChunk?: number }) => Promise<RemoteFetchResult>
   /** how many of keys[from..] some peer may hold, in a row */
   claimable?: (keys: string[], from: number) => number
   /** measured bytes per ms from the peers that would be asked; undefined until measured */
@@ -206,13 +212,13 @@ export class Pipeline {
     const fetched: FetchedChunk[] = []
     if (this.remote == null || from >= chain.length) return fetched
     const budget = this.fetchBudget(chain.keys, from)
-    if (budget <= 0) {
+    if (budget == null) {
       report.fetchSkipped = (this.remote.claimable?.(chain.keys, from) ?? 1) > 0
       return fetched
     }
     const started = performance.now()
     try {
-      const res = await this.remote.fetchContinuation(chain.keys, from, { signal, deadlineMs: Number.isFinite(budget) ? budget : undefined })
+      const res = await this.remote.fetchContinuation(chain.keys, from, { signal, ...budget })
       report.bytesFetched = res.bytes
       report.peers = res.peers
       report.requests = res.requests ?? 0
@@ -347,22 +353,22 @@ export class Pipeline {
   }
 
   /**
-   * How long a fetch of keys[from..] may take (ms): Infinity when nothing is measured yet, 0 when
-   * computing the blocks peers could give is expected to be faster than moving them.
+   * How long a fetch of keys[from..] may take, or undefined when computing the blocks peers could give
+   * is expected to be faster than moving them. Nothing measured yet: no limit. Otherwise the fetch
+   * starts with the compute time of PROBE_BLOCKS blocks and every chunk that arrives earns its own
+   * compute time: a fetch goes on while it saves more than it costs, and when the link turns out
+   * slow it stops having lost at most that first allowance.
    */
-  private fetchBudget (keys: string[], from: number): number {
-    if (!this.adaptive || this.msPerToken == null) return Infinity
+  private fetchBudget (keys: string[], from: number): { deadlineMs?: number, creditMsPerChunk?: number } | undefined {
+    if (!this.adaptive || this.msPerToken == null) return {}
     const blocks = this.remote?.claimable?.(keys, from) ?? keys.length - from
-    if (blocks <= 0) return 0
-    const computeMs = blocks * this.blockTokens * this.msPerToken
+    if (blocks <= 0) return undefined
+    const blockMs = this.blockTokens * this.msPerToken
     const chunkBytes = this.engine.layout != null ? chunkBytesFor(this.engine.layout, this.blockTokens) : 0
     // the peers' measured speed, else what this node saw of the mesh (also from fetches that ended before a chunk arrived)
     const speed = this.remote?.throughput?.(keys, from) ?? this.linkBytesPerMs
-    if (speed != null && chunkBytes > 0 && blocks * chunkBytes / speed > computeMs) return 0
-    // link unknown: a probe, given the time two blocks take to compute; what it brings (or fails to) is learned
-    if (speed == null) return Math.min(computeMs, 2 * this.blockTokens * this.msPerToken)
-    // even when it looked worth it, a fetch never runs longer than computing would have taken
-    return computeMs
+    if (speed != null && chunkBytes > 0 && blocks * chunkBytes / speed > blocks * blockMs) return undefined
+    return { deadlineMs: Math.min(blocks, PROBE_BLOCKS) * blockMs, creditMsPerChunk: blockMs }
   }
 
   /**

@@ -144,6 +144,22 @@ describe('mesh fetcher', function () {
     expectChunks(result.chunks, 0, 3)
   })
 
+  it('lets a fetch that keeps delivering run past its first deadline, and cuts one that lags behind its credit', async () => {
+    const [client, b] = await mesh(1) as [TestNode, TestNode]
+    hold(b, 0, 8)
+    await known(client, b, 0, 8)
+    b.store.getDelayMs = 150
+    // every chunk takes ~150 ms and earns 1 s: all 8 arrive, though the first allowance is 250 ms
+    const steady = await client.node.fetcher.fetchContinuation(keys.slice(0, 8), 0, { deadlineMs: 250, creditMsPerChunk: 1_000 })
+    expectChunks(steady.chunks, 0, 8)
+    expect(client.node.fetcher.stats().deadlines).to.equal(0)
+    // every chunk earns 10 ms: the fetch falls behind and stops with what arrived
+    const lagging = await client.node.fetcher.fetchContinuation(keys.slice(0, 8), 0, { deadlineMs: 250, creditMsPerChunk: 10 })
+    expect(lagging.chunks.length).to.be.below(8)
+    expectChunks(lagging.chunks, 0, lagging.chunks.length)
+    expect(client.node.fetcher.stats().deadlines).to.equal(1)
+  })
+
   it('throws when the caller aborts', async () => {
     const [client, b] = await mesh(1) as [TestNode, TestNode]
     hold(b, 0, 3)

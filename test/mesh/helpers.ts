@@ -31,6 +31,8 @@ export class MemoryStore extends EventEmitter<{ added: [key: string], removed: [
   readonly reads: string[] = []
   /** optional hook run at each get(), e.g. to stop the node mid-transfer */
   onGet?: (key: string, index: number) => void
+  /** a slow disk (or a slow serving CPU): each get() takes this long */
+  getDelayMs = 0
 
   has (key: string): boolean { return this.chunks.has(key) }
   keys (): IterableIterator<string> { return this.chunks.keys() }
@@ -39,6 +41,7 @@ export class MemoryStore extends EventEmitter<{ added: [key: string], removed: [
   async get (key: string): Promise<Uint8Array | undefined> {
     this.reads.push(key)
     this.onGet?.(key, this.reads.length - 1)
+    if (this.getDelayMs > 0) await new Promise(resolve => setTimeout(resolve, this.getDelayMs))
     return this.chunks.get(key)
   }
 
