@@ -64,7 +64,7 @@ export class NodeMetrics {
     mirrored('promptmesh_store_missing_chunks_total', 'Indexed chunks whose file had gone and were forgotten', () => sources.store().missingRemoved)
     mirrored('promptmesh_store_write_errors_total', 'Chunks that could not be written (disk full, read-only, ...)', () => sources.store().writeErrors)
     mirrored('promptmesh_kv_chunks_served_total', 'KV chunks sent to peers', () => sources.transfer?.().chunksServed)
-    mirrored('promptmesh_kv_bytes_served_total', 'Bytes of KV chunks sent to peers', () => sources.transfer?.().bytesServed)
+    mirrored('promptmesh_kv_bytes_served_total', 'Bytes of KV chunks written to peers, including transfers the requester gave up on', () => sources.transfer?.().bytesServed)
     mirrored('promptmesh_kv_requests_served_total', 'Chunk requests answered for peers', () => sources.transfer?.().requestsServed)
     mirrored('promptmesh_kv_chunks_fetched_total', 'KV chunks received from peers', () => sources.transfer?.().chunksFetched)
     mirrored('promptmesh_kv_bytes_received_total', 'Bytes of KV chunks received from peers', () => sources.transfer?.().bytesFetched)
