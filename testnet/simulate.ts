@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto'
 import { shapeFor, createFilter, filterBytes } from '../src/catalog/bloom.js'
 import { CATALOG_SEED, CHANGE_DEBOUNCE_MS, DEFAULT_CHANGE_THRESHOLD, DEFAULT_PUBLISH_INTERVAL_MS } from '../src/catalog/constants.js'
+import { FINAL_EVAL_TOKENS, reusableBlocks } from '../src/cache/keys.js'
 import { SIM_CATALOG_HEADER_BYTES, SIM_GOSSIP_DELAY_MS, SIM_QUERY_GAP_MS } from './constants.js'
 import { round, summarize } from './summary.js'
 import type { KeyFilter } from '../src/catalog/bloom.js'
@@ -263,12 +264,12 @@ export function simulate (o: SimOptions): SimResult {
       advance(now)
       const x = q.node
       const me = nodes[x] as SimNode
-      const reusable = Math.min(keys.length, tokens > 0 ? Math.floor((tokens - 1) / B) : 0)
-      // whole blocks, then the tail up to the last token (as the pipeline does)
-      const tailTokens = tokens - 1 - reusable * B
+      // whole blocks, then the tail, leaving the last tokens to evaluate (as the pipeline does)
+      const reusable = Math.min(keys.length, reusableBlocks(tokens, B))
+      const tailTokens = tokens - FINAL_EVAL_TOKENS - reusable * B
       const chain = keys.slice(0, reusable)
       if (tailTokens > 0) chain.push(tailKeyOf(chain, q.prompt, reusable * blockChars))
-      const covered = (n: number): number => n > reusable ? tokens - 1 : n * B
+      const covered = (n: number): number => n > reusable ? tokens - FINAL_EVAL_TOKENS : n * B
       const bytesOf = (j: number): number => j < reusable ? chunkBytes : tailTokens * t.bytesPerToken
       const record: QueryRecord = {
         strategy, index: q.index, node: x, ...(q.subject != null ? { subject: q.subject } : {}), ...(q.round > 0 ? { round: q.round } : {}),

@@ -31,18 +31,26 @@ export function blockKeys (modelFingerprint: string, tokens: ArrayLike<number>, 
 }
 
 /**
- * Key of a prompt's tail: its tokens after the last whole block, but the last token (whose logits
- * must be computed anyway). Chained to the block before it like a block key, with a marker so that
- * a tail never answers for a block. A prompt asked again then reuses all but one token.
+ * Key of a prompt's tail: its tokens after the last reusable block, but the last FINAL_EVAL_TOKENS
+ * (always evaluated). Chained to the block before it like a block key, with a marker so that a tail
+ * never answers for a block. A prompt asked again then reuses all but those last tokens.
  */
 export function tailKey (modelFingerprint: string, blockKeyBefore: string | undefined, tokens: ArrayLike<number>, from: number, to: number): string {
   const prev = Buffer.from(blockKeyBefore ?? modelFingerprint, 'hex')
   return createHash('sha256').update(prev).update(TAIL_MARKER).update(tokenBytes(tokens, from, to)).digest('hex')
 }
 
-/** Blocks that may be reused for a prompt: at least one token must be left to evaluate for the next-token logits. */
+/**
+ * Prompt tokens always evaluated, never restored: the next-token logits need the last one, and a batch
+ * of one token takes another matmul path in llama.cpp's CPU backend (vector dot products instead of
+ * the batched kernel) whose rounding differs in the last bits — enough to flip a greedy near-tie, so
+ * that an answer would differ from the uncached one, where the last token is evaluated with others.
+ */
+export const FINAL_EVAL_TOKENS = 2
+
+/** Blocks that may be reused for a prompt: the last FINAL_EVAL_TOKENS tokens are left to evaluate. */
 export function reusableBlocks (promptTokens: number, blockTokens: number): number {
-  return promptTokens > 0 ? Math.floor((promptTokens - 1) / blockTokens) : 0
+  return promptTokens > FINAL_EVAL_TOKENS ? Math.floor((promptTokens - FINAL_EVAL_TOKENS) / blockTokens) : 0
 }
 
 export function isChunkKey (key: string): boolean {

@@ -1,13 +1,14 @@
-import { blockKeys, reusableBlocks, tailKey } from '../cache/keys.js'
+import { blockKeys, FINAL_EVAL_TOKENS, reusableBlocks, tailKey } from '../cache/keys.js'
 
 /** Positions [first, first + count) of the prompt that one chunk holds. */
 export interface Span { first: number, count: number }
 
 /**
- * What a prompt may reuse, in order: its whole blocks (all but one that would hold the last token),
- * then its tail — the tokens after those blocks but the last, a chunk of its own so that a prompt
- * asked again anywhere in the mesh evaluates one token, not up to a block. The last token is always
- * evaluated: its logits start the answer.
+ * What a prompt may reuse, in order: its whole blocks (but one that would hold its last
+ * FINAL_EVAL_TOKENS tokens), then its tail — the tokens after those blocks but the last
+ * FINAL_EVAL_TOKENS, a chunk of its own so that a prompt asked again anywhere in the mesh evaluates
+ * two tokens, not up to a block. The last tokens are always evaluated: their logits start the answer,
+ * and a one-token batch would round differently (see FINAL_EVAL_TOKENS).
  */
 export class ReuseChain {
   /** keys of every whole block of the prompt (what a computed prompt leaves behind) */
@@ -28,7 +29,7 @@ export class ReuseChain {
     this.blockKeys = caching ? blockKeys(fingerprint, tokens, B) : []
     this.reusable = Math.min(this.blockKeys.length, reusableBlocks(tokens.length, B))
     this.keys = this.blockKeys.slice(0, this.reusable)
-    this.tailEnd = tokens.length - 1
+    this.tailEnd = tokens.length - FINAL_EVAL_TOKENS
     const from = this.reusable * B
     if (caching && this.tailEnd > from) {
       this.tailKey = tailKey(fingerprint, this.blockKeys[this.reusable - 1], tokens, from, this.tailEnd)

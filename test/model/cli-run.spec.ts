@@ -31,7 +31,7 @@ describe('promptmesh run (across processes)', function () {
       for (const field of ['text', 'tokens', 'promptTokens', 'ttftMs', 'ttltMs', 'cache']) expect(second).to.have.property(field)
       expect(first.cache.source).to.equal('none')
       expect(second.cache).to.include({ source: 'local', bytesFetched: 0 })
-      expect(second.cache.reusedTokens).to.equal(second.promptTokens - 1)
+      expect(second.cache.reusedTokens).to.equal(second.promptTokens - 2) // all but the last two (FINAL_EVAL_TOKENS)
       expect(second.cache.peers).to.deep.equal([])
       expect(second.tokens).to.have.length(12)
       expect(second.tokens).to.deep.equal(cold.tokens)

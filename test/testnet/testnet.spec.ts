@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import { expect } from 'chai'
+import { FINAL_EVAL_TOKENS } from '../../src/cache/keys.js'
 import { cgroupSupport } from '../../testnet/cgroups.js'
 import { netnsUnavailable } from '../../testnet/network.js'
 import { BIN } from '../fixtures/cli-nodes.js'
@@ -106,7 +107,7 @@ describe('testnet', function () {
       const out = join(dir, 'netns')
       // a CPU quota and a link limit, so that cgroups and tbf are made (and must be removed)
       const res = await testnet(['--nodes', '3', '--profile', 'pi-zero-2w', '--prefill-rate', '400', '--link-rate', '50', '--model', model,
-        '--queries', '6', '--strategies', 'none,catalog', '--max-tokens', '6', '--mode', 'netns', '--out', out, '--json'])
+        '--queries', '3', '--rounds', '2', '--strategies', 'none,catalog', '--max-tokens', '6', '--mode', 'netns', '--out', out, '--json'])
       expect(res.code, res.stderr).to.equal(0)
       const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as TestnetReport
       expect(report.header.mode).to.equal('netns')
@@ -118,6 +119,14 @@ describe('testnet', function () {
       expectValidReport(report, ['none', 'catalog'])
       await expectFiles(out)
       expect(JSON.parse(res.stdout.trim().split('\n').pop() as string).summary.catalog).to.not.equal(undefined)
+      // the second round asks every prompt again on another node: the whole prompt is in the mesh
+      expect(report.header.workload.rounds).to.equal(2)
+      const [first, repeat] = report.summary.catalog?.byRound ?? []
+      expect(first?.queries).to.equal(3)
+      expect(repeat?.tokenHitRate).to.be.greaterThan(first?.tokenHitRate ?? 1)
+      const repeats = report.queries.filter(q => q.strategy === 'catalog' && q.round === 1)
+      expect(repeats.some(q => q.reusedTokens === q.promptTokens - FINAL_EVAL_TOKENS), JSON.stringify(repeats.map(q => [q.promptTokens, q.reusedTokens, q.source]))).to.equal(true)
+      expect(await readFile(join(out, 'report.md'), 'utf8')).to.include('### By round')
       expect(await leftovers(report.runId)).to.deep.equal([])
     })
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { expect } from 'chai'
-import { blockKeys, reusableBlocks, tailKey } from '../../src/cache/keys.js'
+import { blockKeys, FINAL_EVAL_TOKENS, reusableBlocks, tailKey } from '../../src/cache/keys.js'
 import { ReuseChain } from '../../src/pipeline/chain.js'
 import { range } from '../fixtures/states.js'
 
@@ -48,28 +48,30 @@ describe('chunk keys', () => {
     expect(tailKey(fp, undefined, tokens, 0, 32)).to.not.equal(keys[0])
   })
 
-  it('a reuse chain lists whole blocks, then the tail up to the last token', () => {
+  it('a reuse chain lists whole blocks, then the tail up to the last two tokens', () => {
     const tokens = range(0, 100)
     const chain = new ReuseChain(fp, tokens, 32, true)
     expect(chain.reusable).to.equal(3)
-    expect(chain.keys).to.deep.equal([...blockKeys(fp, tokens, 32), tailKey(fp, blockKeys(fp, tokens, 32)[2], tokens, 96, 99)])
-    expect([0, 1, 3, 4].map(n => chain.covered(n))).to.deep.equal([0, 32, 96, 99])
-    expect(chain.span(3)).to.deep.equal({ first: 96, count: 3 })
-    expect(chain.tail).to.deep.equal({ first: 96, count: 3 })
-    // the last token ends a block: no tail, and that block is not reusable (its last token must be evaluated)
-    const aligned = new ReuseChain(fp, range(0, 97), 32, true)
+    expect(chain.keys).to.deep.equal([...blockKeys(fp, tokens, 32), tailKey(fp, blockKeys(fp, tokens, 32)[2], tokens, 96, 98)])
+    expect([0, 1, 3, 4].map(n => chain.covered(n))).to.deep.equal([0, 32, 96, 98])
+    expect(chain.span(3)).to.deep.equal({ first: 96, count: 2 })
+    expect(chain.tail).to.deep.equal({ first: 96, count: 2 })
+    // the last two tokens start a block: no tail, and the block before them is the last reusable one
+    const aligned = new ReuseChain(fp, range(0, 98), 32, true)
     expect(aligned.tailKey).to.equal(undefined)
     expect(aligned.length).to.equal(3)
     expect(aligned.covered(3)).to.equal(96)
     const short = new ReuseChain(fp, range(0, 10), 32, true)
-    expect(short.keys).to.deep.equal([tailKey(fp, undefined, range(0, 10), 0, 9)])
+    expect(short.keys).to.deep.equal([tailKey(fp, undefined, range(0, 10), 0, 8)])
     expect(new ReuseChain(fp, tokens, 32, false).length).to.equal(0)
   })
 
-  it('cover whole blocks only, and leave at least one token to evaluate', () => {
+  it('cover whole blocks only, and leave the last FINAL_EVAL_TOKENS tokens to evaluate', () => {
+    expect(FINAL_EVAL_TOKENS).to.equal(2)
     expect(blockKeys(fp, range(0, 63), 32)).to.have.length(1)
-    expect(reusableBlocks(64, 32)).to.equal(1)
-    expect(reusableBlocks(65, 32)).to.equal(2)
+    expect(reusableBlocks(65, 32)).to.equal(1)
+    expect(reusableBlocks(66, 32)).to.equal(2)
+    expect(reusableBlocks(2, 32)).to.equal(0)
     expect(reusableBlocks(1, 32)).to.equal(0)
   })
 })
