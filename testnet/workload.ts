@@ -72,7 +72,7 @@ export async function buildWorkload (options: WorkloadOptions): Promise<Workload
 }
 
 /** The sequence asked `rounds` times; round r asks query i on node (node_i + r) mod nodes. */
-export function repeated (workload: Workload, rounds: number, nodes: number): Workload {
+function repeated (workload: Workload, rounds: number, nodes: number): Workload {
   const first = workload.queries
   const queries: WorkloadQuery[] = []
   for (let r = 0; r < rounds; r++) {

@@ -364,11 +364,15 @@ export class Pipeline {
     const blocks = this.remote?.claimable?.(keys, from) ?? keys.length - from
     if (blocks <= 0) return undefined
     const blockMs = this.blockTokens * this.msPerToken
-    const chunkBytes = this.engine.layout != null ? chunkBytesFor(this.engine.layout, this.blockTokens) : 0
     // the peers' measured speed, else what this node saw of the mesh (also from fetches that ended before a chunk arrived)
     const speed = this.remote?.throughput?.(keys, from) ?? this.linkBytesPerMs
-    if (speed != null && chunkBytes > 0 && blocks * chunkBytes / speed > blocks * blockMs) return undefined
+    if (speed != null && this.chunkBytes > 0 && this.chunkBytes / speed > blockMs) return undefined
     return { deadlineMs: Math.min(blocks, PROBE_BLOCKS) * blockMs, creditMsPerChunk: blockMs }
+  }
+
+  /** Bytes of one block's chunk in this model's layout (0: layout unknown). */
+  private get chunkBytes (): number {
+    return this.engine.layout != null ? chunkBytesFor(this.engine.layout, this.blockTokens) : 0
   }
 
   /**
@@ -377,7 +381,7 @@ export class Pipeline {
    */
   private learnLink (bytes: number, ms: number): void {
     if (ms <= 0) return
-    const chunkBytes = this.engine.layout != null ? chunkBytesFor(this.engine.layout, this.blockTokens) : 0
+    const chunkBytes = this.chunkBytes
     if (bytes > 0) {
       const sample = bytes / ms
       this.linkBytesPerMs = this.linkBytesPerMs == null ? sample : this.linkBytesPerMs * 0.7 + sample * 0.3
