@@ -105,8 +105,9 @@ describe('testnet', function () {
         this.skip()
       }
       const out = join(dir, 'netns')
-      // a CPU quota and a link limit, so that cgroups and tbf are made (and must be removed)
-      const res = await testnet(['--nodes', '3', '--profile', 'pi-zero-2w', '--prefill-rate', '400', '--link-rate', '50', '--model', model,
+      // a CPU quota and a link limit, so that cgroups and tbf are made (and must be removed); slow enough
+      // that a first fetch, which may take two blocks' compute time, outlasts the quota's 100 ms stalls
+      const res = await testnet(['--nodes', '3', '--profile', 'pi-zero-2w', '--prefill-rate', '100', '--link-rate', '50', '--model', model,
         '--queries', '3', '--rounds', '2', '--strategies', 'none,catalog', '--max-tokens', '6', '--mode', 'netns', '--out', out, '--json'])
       expect(res.code, res.stderr).to.equal(0)
       const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as TestnetReport
