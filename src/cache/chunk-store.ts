@@ -156,17 +156,20 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
    * Returns the verified payload, or undefined when the chunk is absent. A chunk that fails
    * verification is removed (and reported through `onCorrupt`) instead of being returned.
    */
-  async get (key: string): Promise<Buffer | undefined> {
-    return (await this.getWithDigest(key))?.bytes
+  async get (key: string, alloc?: (bytes: number) => Buffer): Promise<Buffer | undefined> {
+    return (await this.getWithDigest(key, alloc))?.bytes
   }
 
-  /** Like get, with the payload's SHA-256 (already checked against it), so servers need not hash again. */
-  async getWithDigest (key: string): Promise<{ bytes: Buffer, sha256: Buffer } | undefined> {
+  /**
+   * Like get, with the payload's SHA-256 (already checked against it), so servers need not hash again.
+   * `alloc` gives the memory to read the file into (the returned payload is a view of it).
+   */
+  async getWithDigest (key: string, alloc?: (bytes: number) => Buffer): Promise<{ bytes: Buffer, sha256: Buffer } | undefined> {
     const entry = this.index.get(key)
     if (entry == null) return undefined
     let file: Buffer
     try {
-      file = await readFile(this.chunkPath(key))
+      file = await readChunkFile(this.chunkPath(key), entry.bytes, alloc)
     } catch (err) {
       // evicted meanwhile: not a problem; otherwise deleted (or made unreadable) behind our back
       if (this.index.get(key) === entry) {
@@ -267,6 +270,29 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
     let n = 0
     for (const key of this.index.keys()) n += (await stat(this.chunkPath(key)).catch(() => ({ size: 0 }))).size
     return n
+  }
+}
+
+/**
+ * The whole file; into `alloc`'s memory when given. A file whose size is not the indexed one (replaced
+ * behind the store's back) is read as it is, up to the largest size a put writes, and fails verification.
+ */
+async function readChunkFile (path: string, indexedBytes: number, alloc?: (bytes: number) => Buffer): Promise<Buffer> {
+  if (alloc == null) return await readFile(path)
+  const fh = await open(path, 'r')
+  try {
+    const size = (await fh.stat()).size
+    if (size !== indexedBytes || size > CHUNK_FILE_HEADER_BYTES + MAX_CHUNK_BYTES) return await fh.readFile()
+    const file = alloc(size).subarray(0, size)
+    let at = 0
+    while (at < size) {
+      const { bytesRead } = await fh.read(file, at, size - at, at)
+      if (bytesRead === 0) return file.subarray(0, at) // truncated meanwhile: fails decodeChunkFile
+      at += bytesRead
+    }
+    return file
+  } finally {
+    await fh.close()
   }
 }
 

@@ -386,9 +386,9 @@ function checkChunkMeta (meta: Buffer, blockTokens: number, firstPos: number): v
 /**
  * Assembles a loadable sequence state for blocks 0..k-1 from their chunks (in order). Throws
  * ChunkMismatchError when they do not form a gap-free prefix of one layout (and of `expected`, the layout
- * the target context produces, when given).
+ * the target context produces, when given). `alloc` gives the buffer to write into (≥ the size asked).
  */
-export function assembleState (chunks: ParsedChunk[], expected?: StateLayout): Buffer {
+export function assembleState (chunks: ParsedChunk[], expected?: StateLayout, alloc: (bytes: number) => Buffer = Buffer.allocUnsafe): Buffer {
   if (chunks.length === 0) throw new ChunkMismatchError('nothing to assemble')
   const first = chunks[0] as ParsedChunk
   const B = first.blockTokens
@@ -402,58 +402,73 @@ export function assembleState (chunks: ParsedChunk[], expected?: StateLayout): B
     if (i > 0 && JSON.stringify(c.layout) !== layoutKey) throw new ChunkMismatchError(`chunk ${i} has another layout`)
   })
   const nTokens = chunks.reduce((n, c) => n + c.blockTokens, 0)
-  const parts: Buffer[] = []
-  const head = Buffer.alloc(12 + nTokens * 4)
-  head.writeUInt32LE(STATE_MAGIC, 0)
-  head.writeUInt32LE(first.stateVersion, 4)
-  head.writeUInt32LE(nTokens, 8)
-  chunks.forEach((c, i) => c.tokens.forEach((t, j) => head.writeInt32LE(t, 12 + (i * B + j) * 4)))
-  parts.push(head)
+  // written in place into one buffer (the caller's scratch, when it keeps one): under a Pi-class CPU
+  // quota, concatenating parts and the garbage collections that megabytes of garbage set off cost
+  // several times the copying itself
+  const size = assembledBytes(first, chunks, nTokens)
+  const out = alloc(size).subarray(0, size)
+  let w = 0
+  const u32 = (n: number): void => { w = out.writeUInt32LE(n, w) }
+  const i32 = (n: number): void => { w = out.writeInt32LE(n, w) }
+  const put = (b: Buffer): void => { w += b.copy(out, w) }
+  u32(STATE_MAGIC)
+  u32(first.stateVersion)
+  u32(nTokens)
+  for (const c of chunks) for (const t of c.tokens) i32(t)
   first.caches.forEach((cache, ci) => {
-    const h = Buffer.alloc(8)
-    h.writeUInt32LE(1, 0)
-    h.writeUInt32LE(nTokens, 4)
-    parts.push(h)
-    for (const c of chunks) parts.push((c.caches[ci] as ParsedChunkCache).meta)
-    const lh = Buffer.alloc(8)
-    lh.writeUInt32LE(cache.vTrans ? 1 : 0, 0)
-    lh.writeUInt32LE(cache.layers.length, 4)
-    parts.push(lh)
+    u32(1)
+    u32(nTokens)
+    for (const c of chunks) put((c.caches[ci] as ParsedChunkCache).meta)
+    u32(cache.vTrans ? 1 : 0)
+    u32(cache.layers.length)
     cache.layers.forEach((l, li) => {
-      const kh = Buffer.alloc(12)
-      kh.writeInt32LE(l.kType, 0)
-      kh.writeBigUInt64LE(BigInt(l.kRowBytes), 4)
-      parts.push(kh)
-      for (const c of chunks) parts.push((c.caches[ci] as ParsedChunkCache).k[li] as Buffer)
+      i32(l.kType)
+      w = out.writeBigUInt64LE(BigInt(l.kRowBytes), w)
+      for (const c of chunks) put((c.caches[ci] as ParsedChunkCache).k[li] as Buffer)
     })
     cache.layers.forEach((l, li) => {
+      i32(l.vType)
       if (!cache.vTrans) {
-        const vh = Buffer.alloc(12)
-        vh.writeInt32LE(l.vType, 0)
-        vh.writeBigUInt64LE(BigInt(l.vUnitBytes), 4)
-        parts.push(vh)
-        for (const c of chunks) parts.push((c.caches[ci] as ParsedChunkCache).v[li] as Buffer)
-      } else {
-        const vh = Buffer.alloc(12)
-        vh.writeInt32LE(l.vType, 0)
-        vh.writeUInt32LE(l.vUnitBytes, 4)
-        vh.writeUInt32LE(l.nEmbdV, 8)
-        parts.push(vh)
-        // interleave: row j of the state = row j of each chunk, in block order
-        const out = Buffer.allocUnsafe(l.nEmbdV * nTokens * l.vUnitBytes)
-        let w = 0
-        for (let j = 0; j < l.nEmbdV; j++) {
-          for (const c of chunks) {
-            const slice = c.blockTokens * l.vUnitBytes
-            const v = (c.caches[ci] as ParsedChunkCache).v[li] as Buffer
-            w += v.copy(out, w, j * slice, (j + 1) * slice)
-          }
-        }
-        parts.push(out)
+        w = out.writeBigUInt64LE(BigInt(l.vUnitBytes), w)
+        for (const c of chunks) put((c.caches[ci] as ParsedChunkCache).v[li] as Buffer)
+        return
+      }
+      u32(l.vUnitBytes)
+      u32(l.nEmbdV)
+      // interleave: row j of the state = row j of each chunk, in block order
+      const vs = chunks.map(c => (c.caches[ci] as ParsedChunkCache).v[li] as Buffer)
+      const slices = chunks.map(c => c.blockTokens * l.vUnitBytes)
+      for (let j = 0; j < l.nEmbdV; j++) {
+        for (let k = 0; k < vs.length; k++) w = copySmall(vs[k] as Buffer, j * (slices[k] as number), slices[k] as number, out, w)
       }
     })
   })
-  return Buffer.concat(parts)
+  if (w !== out.length) throw new Error(`assembled ${w} bytes, sized ${out.length}`)
+  return out
+}
+
+/**
+ * Copies n bytes of src from `from` into dst at `to`; returns the end. Rows of a transposed V are short
+ * (tens of bytes) and there are tens of thousands: Buffer#copy makes a view per call, a loop does not.
+ */
+function copySmall (src: Buffer, from: number, n: number, dst: Buffer, to: number): number {
+  if (n >= 512) return to + src.copy(dst, to, from, from + n)
+  for (let i = 0; i < n; i++) dst[to + i] = src[from + i] as number
+  return to + n
+}
+
+/** Size of the state assembleState writes for these chunks. */
+function assembledBytes (first: ParsedChunk, chunks: ParsedChunk[], nTokens: number): number {
+  let n = 12 + nTokens * 4
+  first.caches.forEach((cache, ci) => {
+    n += 8 + 8
+    for (const c of chunks) n += (c.caches[ci] as ParsedChunkCache).meta.length
+    cache.layers.forEach((l, li) => {
+      n += 12 + 12
+      for (const c of chunks) n += ((c.caches[ci] as ParsedChunkCache).k[li] as Buffer).length + ((c.caches[ci] as ParsedChunkCache).v[li] as Buffer).length
+    })
+  })
+  return n
 }
 
 /** Approximate bytes of a chunk of `blockTokens` cells in this layout (for budgets and limits). */

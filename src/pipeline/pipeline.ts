@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks'
 import { DEFAULT_BLOCK_TOKENS } from '../cache/constants.js'
 import { assembleState, chunkBytesFor, parseChunk, parseState } from '../engine/state-codec.js'
 import { DEFAULT_MAX_TOKENS } from '../engine/constants.js'
+import { Arena } from './arena.js'
 import { ReuseChain } from './chain.js'
 import { ChunkCutter } from './cutter.js'
 import { PromptTooLongError } from './errors.js'
@@ -78,6 +79,15 @@ export interface RemoteFetchResult {
 /** A fetch may first take as long as computing this many blocks would (see fetchBudget). */
 const PROBE_BLOCKS = 2
 
+/**
+ * Scratch kept between queries for restoring (chunks read + the state assembled: twice the state);
+ * 600 tokens of the Gemma-3-270M shape need 21 MB. Bigger restores allocate their own.
+ */
+const MAX_SCRATCH_BYTES = 64 * 1024 * 1024
+
+/** How long a fetch may take: see fetchBudget. */
+interface FetchBudget { deadlineMs?: number, creditMsPerChunk?: number }
+
 /** A chunk a peer sent, verified to be the one its key names. */
 interface FetchedChunk { key: string, payload: Uint8Array, chunk: ParsedChunk }
 
@@ -133,6 +143,8 @@ export class Pipeline {
   private msPerToken?: number
   /** what fetches delivered, bytes per ms (exponentially weighted); undefined until a fetch ran */
   private linkBytesPerMs?: number
+  /** local chunks are read and states assembled here (one query at a time) */
+  private readonly scratch = new Arena(MAX_SCRATCH_BYTES)
 
   constructor (init: PipelineInit) {
     this.engine = init.engine
@@ -177,11 +189,15 @@ export class Pipeline {
     let local = 0
     while (local < chain.length && this.store.has(chain.keys[local] as string)) local++
     timings.lookupMs = lap()
-    const fetched = await this.fetchContinuation(chain, tokens, local, report, options.signal)
+    // the local chunks are read and verified while the link is busy: restoring then only assembles
+    this.scratch.reset()
+    const fetching = this.fetchContinuation(chain, tokens, local, report, options.signal)
+    const localChunks = fetching.started ? this.localChunks(chain, tokens, local).catch(() => []) : undefined
+    const fetched = await fetching.chunks
     timings.fetchMs = lap()
 
     // 2. restore it (or start empty)
-    const restored = await this.restore(chain, tokens, local, fetched)
+    const restored = await this.restore(chain, tokens, local, fetched, localChunks)
     timings.restoreMs = lap()
     const restoredTokens = chain.covered(restored.entries)
     report.localTokens = chain.covered(restored.local)
@@ -207,18 +223,26 @@ export class Pipeline {
     return { ...out, promptTokens: tokens.length, cache: report, timings }
   }
 
-  /** Asks peers for chain.keys[from..], if that is expected to beat computing; verified chunks, in order. */
-  private async fetchContinuation (chain: ReuseChain, tokens: number[], from: number, report: CacheReport, signal?: AbortSignal): Promise<FetchedChunk[]> {
-    const fetched: FetchedChunk[] = []
-    if (this.remote == null || from >= chain.length) return fetched
+  /**
+   * Asks peers for chain.keys[from..], if that is expected to beat computing; verified chunks, in order.
+   * `started`: whether a fetch was sent (else `chunks` is already settled, empty).
+   */
+  private fetchContinuation (chain: ReuseChain, tokens: number[], from: number, report: CacheReport, signal?: AbortSignal): { started: boolean, chunks: Promise<FetchedChunk[]> } {
+    const remote = this.remote
+    if (remote == null || from >= chain.length) return { started: false, chunks: Promise.resolve([]) }
     const budget = this.fetchBudget(chain.keys, from)
     if (budget == null) {
-      report.fetchSkipped = (this.remote.claimable?.(chain.keys, from) ?? 1) > 0
-      return fetched
+      report.fetchSkipped = (remote.claimable?.(chain.keys, from) ?? 1) > 0
+      return { started: false, chunks: Promise.resolve([]) }
     }
+    return { started: true, chunks: this.fetchChunks(remote, chain, tokens, from, budget, report, signal) }
+  }
+
+  private async fetchChunks (remote: RemoteChunkSource, chain: ReuseChain, tokens: number[], from: number, budget: FetchBudget, report: CacheReport, signal?: AbortSignal): Promise<FetchedChunk[]> {
+    const fetched: FetchedChunk[] = []
     const started = performance.now()
     try {
-      const res = await this.remote.fetchContinuation(chain.keys, from, { signal, ...budget })
+      const res = await remote.fetchContinuation(chain.keys, from, { signal, ...budget })
       report.bytesFetched = res.bytes
       report.peers = res.peers
       report.requests = res.requests ?? 0
@@ -243,8 +267,10 @@ export class Pipeline {
    * assembled state when there is one, else chunks read, verified and assembled. Any failure leaves
    * a shorter (or empty) prefix, never a wrong one.
    */
-  private async restore (chain: ReuseChain, tokens: number[], local: number, fetched: FetchedChunk[]): Promise<{ entries: number, local: number, fetched: FetchedChunk[] }> {
+  private async restore (chain: ReuseChain, tokens: number[], local: number, fetched: FetchedChunk[], localChunks?: Promise<ParsedChunk[]>): Promise<{ entries: number, local: number, fetched: FetchedChunk[] }> {
     const engine = this.engine
+    // settled before anything returns: the next query's reads go to the same scratch
+    const read = await localChunks
     await engine.reset()
     const hotKey = fetched.length === 0 && local > 0 ? chain.keys[local - 1] as string : undefined
     const hot = hotKey != null ? engine.states.get(hotKey) : undefined
@@ -259,19 +285,14 @@ export class Pipeline {
       }
     }
     if (local + fetched.length === 0) return { entries: 0, local: 0, fetched: [] }
-    const chunks: ParsedChunk[] = []
-    for (let i = 0; i < local; i++) {
-      const chunk = await this.localChunk(chain.keys[i] as string, tokens, chain.span(i))
-      if (chunk == null) break
-      chunks.push(chunk)
-    }
+    const chunks = read ?? await this.localChunks(chain, tokens, local)
     // a local chunk gone bad: the fetched ones no longer continue the prefix
     const used = chunks.length < local ? [] : fetched
     chunks.push(...used.map(f => f.chunk))
     if (chunks.length === 0) return { entries: 0, local: 0, fetched: [] }
     const lastKey = chain.keys[chunks.length - 1] as string
     try {
-      const state = assembleState(chunks, engine.layout)
+      const state = assembleState(chunks, engine.layout, n => this.scratch.alloc(n))
       parseState(state) // full validation before llama.cpp sees it: a bad file can abort the process
       const file = await engine.states.put(lastKey, state)
       try {
@@ -359,7 +380,7 @@ export class Pipeline {
    * compute time: a fetch goes on while it saves more than it costs, and when the link turns out
    * slow it stops having lost at most that first allowance.
    */
-  private fetchBudget (keys: string[], from: number): { deadlineMs?: number, creditMsPerChunk?: number } | undefined {
+  private fetchBudget (keys: string[], from: number): FetchBudget | undefined {
     if (!this.adaptive || this.msPerToken == null) return {}
     const blocks = this.remote?.claimable?.(keys, from) ?? keys.length - from
     if (blocks <= 0) return undefined
@@ -397,9 +418,20 @@ export class Pipeline {
     this.msPerToken = this.msPerToken == null ? sample : this.msPerToken * 0.7 + sample * 0.3
   }
 
+  /** The first `count` entries of the chain from the store, verified; stops at the first one missing or bad. */
+  private async localChunks (chain: ReuseChain, tokens: number[], count: number): Promise<ParsedChunk[]> {
+    const chunks: ParsedChunk[] = []
+    for (let i = 0; i < count; i++) {
+      const chunk = await this.localChunk(chain.keys[i] as string, tokens, chain.span(i))
+      if (chunk == null) break
+      chunks.push(chunk)
+    }
+    return chunks
+  }
+
   /** A stored chunk for these positions of these tokens, or undefined (missing, corrupt, or not these tokens). */
   private async localChunk (key: string, tokens: number[], span: Span): Promise<ParsedChunk | undefined> {
-    const payload = await this.store.get(key)
+    const payload = await this.store.get(key, n => this.scratch.alloc(n))
     if (payload == null) return undefined
     const chunk = this.validChunk(payload, tokens, span)
     if (chunk == null) await this.store.delete(key)

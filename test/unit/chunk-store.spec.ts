@@ -39,6 +39,25 @@ describe('chunk store', () => {
     expect(store.stats().corruptRemoved).to.equal(1)
   })
 
+  it('reads into memory the caller gives, and still refuses damaged or replaced files', async () => {
+    const store = await ChunkStore.open({ dir })
+    for (const n of [1, 2, 3]) await store.put(key(n), payload(n))
+    const memory = Buffer.alloc(4096, 0xee)
+    const got = await store.get(key(1), n => memory.subarray(0, n))
+    expect(got?.equals(payload(1))).to.equal(true)
+    expect(got?.buffer === memory.buffer, 'read in place').to.equal(true)
+    // bit flip: same size, read into the memory, refused
+    const file = await readFile(fileOf(dir, key(2)))
+    file.writeUInt8(file.readUInt8(CHUNK_FILE_HEADER_BYTES + 3) ^ 0x80, CHUNK_FILE_HEADER_BYTES + 3)
+    await writeFile(fileOf(dir, key(2)), file)
+    expect(await store.get(key(2), n => memory.subarray(0, n))).to.equal(undefined)
+    // replaced by a longer file behind the store's back: refused, not read past the memory given
+    await writeFile(fileOf(dir, key(3)), Buffer.concat([await readFile(fileOf(dir, key(3))), Buffer.alloc(5000)]))
+    expect(await store.get(key(3), n => memory.subarray(0, n))).to.equal(undefined)
+    expect(store.stats().corruptRemoved).to.equal(2)
+    expect([store.has(key(1)), store.has(key(2)), store.has(key(3))]).to.deep.equal([true, false, false])
+  })
+
   it('drops truncated and foreign files when it reopens', async () => {
     const store = await ChunkStore.open({ dir })
     await store.put(key(1), payload(1))

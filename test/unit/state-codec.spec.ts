@@ -50,6 +50,18 @@ describe('state codec', () => {
         }
       })
 
+      it('assembles into memory the caller gives, whatever was in it, with the same bytes', () => {
+        const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40), vTrans)))
+        const chunks = range(0, 5).map(i => parseChunk(cutBlock(whole, i, B) as Buffer))
+        const scratch = Buffer.alloc(1 << 20, 0xa5) // dirty and larger than any of these states
+        for (const k of [5, 2, 4]) {
+          const expected = assembleState(chunks.slice(0, k))
+          const into = assembleState(chunks.slice(0, k), undefined, () => scratch)
+          expect(into.buffer === scratch.buffer, 'written in place').to.equal(true)
+          expect(into.equals(expected), `prefix of ${k} blocks`).to.equal(true)
+        }
+      })
+
       it('assembles blocks and a shorter tail exactly as if the state had been saved whole', () => {
         const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40), vTrans)))
         for (const k of [0, 2, 4]) {
