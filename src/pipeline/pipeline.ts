@@ -47,7 +47,21 @@ export interface QueryResult {
   finishReason: 'length' | 'stop'
   cache: CacheReport
   /** where the time before the first token went, in ms */
-  timings: { lookupMs: number, fetchMs: number, restoreMs: number, prefillMs: number }
+  timings: QueryTimings
+}
+
+export interface QueryTimings {
+  lookupMs: number
+  fetchMs: number
+  /** all of restoring; the steps below are part of it (present when chunks were assembled) */
+  restoreMs: number
+  /** waiting for the local chunks still being read when the fetch ended, or reading them */
+  readMs?: number
+  assembleMs?: number
+  /** writing the assembled state to tmpfs for llama.cpp */
+  writeMs?: number
+  loadMs?: number
+  prefillMs: number
 }
 
 export interface QueryOptions {
@@ -181,7 +195,7 @@ export class Pipeline {
     const engine = this.engine
     const chain = new ReuseChain(engine.fingerprint, tokens, this.blockTokens, this.cache && options.noCache !== true && engine.layout != null)
     const report: CacheReport = { source: 'none', reusedTokens: 0, bytesFetched: 0, peers: [], localTokens: 0, remoteTokens: 0, storedChunks: 0, requests: 0, emptyRequests: 0, fetchSkipped: false }
-    const timings = { lookupMs: 0, fetchMs: 0, restoreMs: 0, prefillMs: 0 }
+    const timings: QueryTimings = { lookupMs: 0, fetchMs: 0, restoreMs: 0, prefillMs: 0 }
     let mark = performance.now()
     const lap = (): number => { const now = performance.now(); const d = now - mark; mark = now; return d }
 
@@ -197,7 +211,7 @@ export class Pipeline {
     timings.fetchMs = lap()
 
     // 2. restore it (or start empty)
-    const restored = await this.restore(chain, tokens, local, fetched, localChunks)
+    const restored = await this.restore(chain, tokens, local, fetched, localChunks, timings)
     timings.restoreMs = lap()
     const restoredTokens = chain.covered(restored.entries)
     report.localTokens = chain.covered(restored.local)
@@ -267,8 +281,14 @@ export class Pipeline {
    * assembled state when there is one, else chunks read, verified and assembled. Any failure leaves
    * a shorter (or empty) prefix, never a wrong one.
    */
-  private async restore (chain: ReuseChain, tokens: number[], local: number, fetched: FetchedChunk[], localChunks?: Promise<ParsedChunk[]>): Promise<{ entries: number, local: number, fetched: FetchedChunk[] }> {
+  private async restore (chain: ReuseChain, tokens: number[], local: number, fetched: FetchedChunk[], localChunks?: Promise<ParsedChunk[]>, timings?: QueryTimings): Promise<{ entries: number, local: number, fetched: FetchedChunk[] }> {
     const engine = this.engine
+    let mark = performance.now()
+    const step = (name: 'readMs' | 'assembleMs' | 'writeMs' | 'loadMs'): void => {
+      const now = performance.now()
+      if (timings != null) timings[name] = (timings[name] ?? 0) + now - mark
+      mark = now
+    }
     // settled before anything returns: the next query's reads go to the same scratch
     const read = await localChunks
     await engine.reset()
@@ -286,6 +306,7 @@ export class Pipeline {
     }
     if (local + fetched.length === 0) return { entries: 0, local: 0, fetched: [] }
     const chunks = read ?? await this.localChunks(chain, tokens, local)
+    step('readMs')
     // a local chunk gone bad: the fetched ones no longer continue the prefix
     const used = chunks.length < local ? [] : fetched
     chunks.push(...used.map(f => f.chunk))
@@ -294,9 +315,12 @@ export class Pipeline {
     try {
       const state = assembleState(chunks, engine.layout, n => this.scratch.alloc(n))
       parseState(state) // full validation before llama.cpp sees it: a bad file can abort the process
+      step('assembleMs')
       const file = await engine.states.put(lastKey, state)
+      step('writeMs')
       try {
         await engine.loadStateFile(file)
+        step('loadMs')
       } finally {
         if (!engine.states.kept(file)) await rm(file, { force: true })
       }

@@ -80,9 +80,14 @@ for (const shape of ['tiny-llama', 'tiny-gemma3'] as const) {
         expect(second.cache.reusedTokens).to.equal(tokens.length - FINAL_EVAL_TOKENS)
         expect(second.tokens).to.deep.equal(ref)
         expect(second.text).to.equal(first.text)
-        // the assembled prefix is now kept on tmpfs: a third run loads it directly, still exact
+        // its restore is reported step by step, the steps within the whole
+        const t = second.timings
+        for (const step of [t.readMs, t.assembleMs, t.writeMs, t.loadMs]) expect(step).to.be.a('number')
+        expect((t.readMs ?? 0) + (t.assembleMs ?? 0) + (t.writeMs ?? 0) + (t.loadMs ?? 0)).to.be.at.most(t.restoreMs)
+        // the assembled prefix is now kept on tmpfs: a third run loads it directly (nothing assembled), still exact
         const third = await node.pipeline.runTokens(tokens, { maxTokens: MAX })
         expect(third.cache.reusedTokens).to.equal(second.cache.reusedTokens)
+        expect(third.timings.assembleMs).to.equal(undefined)
         expect(third.tokens).to.deep.equal(ref)
       })
     }
