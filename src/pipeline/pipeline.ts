@@ -94,6 +94,13 @@ export interface RemoteFetchResult {
 const PROBE_BLOCKS = 2
 
 /**
+ * ... and at least this long: opening a stream and the first round trip take tens of ms whatever the
+ * CPU, so with a small model on a fast CPU a shorter allowance is decided by scheduling noise, not by
+ * the link (a fetch that fails still teaches the link's speed, so this is lost once, not per query).
+ */
+const MIN_FETCH_ALLOWANCE_MS = 100
+
+/**
  * Scratch kept between queries for restoring (chunks read + the state assembled: twice the state);
  * 600 tokens of the Gemma-3-270M shape need 21 MB. Bigger restores allocate their own.
  */
@@ -400,7 +407,7 @@ export class Pipeline {
   /**
    * How long a fetch of keys[from..] may take, or undefined when computing the blocks peers could give
    * is expected to be faster than moving them. Nothing measured yet: no limit. Otherwise the fetch
-   * starts with the compute time of PROBE_BLOCKS blocks and every chunk that arrives earns its own
+   * starts with the compute time of PROBE_BLOCKS blocks (at least MIN_FETCH_ALLOWANCE_MS) and every chunk that arrives earns its own
    * compute time: a fetch goes on while it saves more than it costs, and when the link turns out
    * slow it stops having lost at most that first allowance.
    */
@@ -412,7 +419,7 @@ export class Pipeline {
     // the peers' measured speed, else what this node saw of the mesh (also from fetches that ended before a chunk arrived)
     const speed = this.remote?.throughput?.(keys, from) ?? this.linkBytesPerMs
     if (speed != null && this.chunkBytes > 0 && this.chunkBytes / speed > blockMs) return undefined
-    return { deadlineMs: Math.min(blocks, PROBE_BLOCKS) * blockMs, creditMsPerChunk: blockMs }
+    return { deadlineMs: Math.max(MIN_FETCH_ALLOWANCE_MS, Math.min(blocks, PROBE_BLOCKS) * blockMs), creditMsPerChunk: blockMs }
   }
 
   /** Bytes of one block's chunk in this model's layout (0: layout unknown). */
