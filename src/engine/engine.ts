@@ -1,13 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { getLlama, LlamaLogLevel, resolveChatWrapper, resolveModelFile } from 'node-llama-cpp'
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE, DEFAULT_STATE_TMP_DIR, DEFAULT_THREADS } from './constants.js'
 import { ModelLoadError, StateLoadError } from './errors.js'
 import { layoutOf, parseState } from './state-codec.js'
-import { StateFiles } from './state-files.js'
+import { createStateDir, StateFiles } from './state-files.js'
 import type { ParsedState, StateLayout } from './state-codec.js'
 import type { Logger } from '@libp2p/interface'
 import type { ChatHistoryItem, Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp'
@@ -139,7 +139,8 @@ export class Engine {
     }
     const fingerprint = createHash('sha256').update(Buffer.from(fileSha256, 'hex')).update(JSON.stringify(settings)).digest('hex')
     const tmpBase = init.stateTmpDir ?? (existsSync(DEFAULT_STATE_TMP_DIR) ? DEFAULT_STATE_TMP_DIR : tmpdir())
-    const tmpDir = await mkdtemp(join(tmpBase, 'promptmesh-'))
+    const { dir: tmpDir, removedStale } = await createStateDir(tmpBase)
+    if (removedStale > 0) init.log?.('removed %d state directories of promptmesh processes that are gone', removedStale)
     const hotStateMaxBytes = init.hotStateMaxBytes ?? Math.min(512 * 1024 ** 2, Math.floor(totalmem() / 16))
     const engine = new Engine({ info, fingerprint, llama, model, context, sequence: context.getSequence(), tmpDir, threads, hotStateMaxBytes, log: init.log })
     const layout = await engine.probeLayout()

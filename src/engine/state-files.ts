@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
 interface Entry { path: string, bytes: number }
@@ -57,5 +57,37 @@ export class StateFiles {
 
   async clear (): Promise<void> {
     for (const key of [...this.entries.keys()]) await this.drop(key)
+  }
+}
+
+const STATE_DIR_PREFIX = 'promptmesh-'
+const OWNER_FILE = 'owner.pid'
+
+/**
+ * A fresh state directory under `base`, marked with this process's pid. Directories left by promptmesh
+ * processes that are gone (killed, crashed) are removed first: on tmpfs they hold RAM, up to the
+ * hot-state budget each, which a Pi cannot spare. Returns the new directory and how many were removed.
+ */
+export async function createStateDir (base: string): Promise<{ dir: string, removedStale: number }> {
+  let removedStale = 0
+  for (const name of await readdir(base).catch(() => [] as string[])) {
+    if (!name.startsWith(STATE_DIR_PREFIX)) continue
+    const pid = Number.parseInt(await readFile(join(base, name, OWNER_FILE), 'utf8').catch(() => ''), 10)
+    // unmarked directories may belong to an older version still running: left alone
+    if (!Number.isInteger(pid) || pid <= 0 || processAlive(pid)) continue
+    await rm(join(base, name), { recursive: true, force: true }).then(() => { removedStale++ }, () => {})
+  }
+  const dir = await mkdtemp(join(base, STATE_DIR_PREFIX))
+  await writeFile(join(dir, OWNER_FILE), String(process.pid))
+  return { dir, removedStale }
+}
+
+function processAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    // EPERM: it exists, it is just not ours
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
