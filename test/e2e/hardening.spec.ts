@@ -492,7 +492,13 @@ describe('hardening', function () {
       const { result } = await flood
       expect(result.connected, JSON.stringify(result)).to.equal(false)
       expect(result.sent).to.be.within(400, 3_000 - 1)
-      expect(result.statuses.BUSY, JSON.stringify(result)).to.be.at.least(1)
+      // cut off for an offence, which the node counts: usually its rate (BUSY), but on a loaded machine a
+      // slow flooder may stay under the rate and be cut off for streams it broke or held open instead (seen
+      // once: 1,080 NOT_FOUND, 6 reset, no BUSY read before the connection closed)
+      const offences = async (): Promise<number> => await metric(a, 'promptmesh_peer_rate_limited_total') +
+        await metric(a, 'promptmesh_peer_limit_offences_total') + await metric(a, 'promptmesh_peer_fault_offences_total')
+      expect(await offences(), JSON.stringify(result)).to.be.at.least(1)
+      expect(await metric(a, 'promptmesh_peer_cutoffs_total')).to.be.at.least(1)
       figures.notes.push(`request flood: cut off after ${result.sent} requests (${JSON.stringify(result.statuses)}, then ${result.refused} refused)`)
       // garbage among them: cut off at once
       const { result: garbage } = await attack({ mode: 'flooder', peers: [await address(a)], swarmKey, count: 3_000, garbageEvery: 4 }, 'flooder')
@@ -505,8 +511,8 @@ describe('hardening', function () {
       const table = await namespace().exec(process.execPath, [BIN, 'status', '--api', a.api])
       expect(table).to.match(/cut off \(\d+\)/)
       expect(table).to.include(result.peerId)
-      expect(await metric(a, 'promptmesh_peer_rate_limited_total')).to.be.at.least(1)
-      expect(await metric(a, 'promptmesh_peer_limit_offences_total') + await metric(a, 'promptmesh_peer_fault_offences_total')).to.be.at.least(1)
+      // the garbage flood was cut off for garbage (malformed frames)
+      expect(await metric(a, 'promptmesh_peer_fault_offences_total') + await metric(a, 'promptmesh_peer_limit_offences_total')).to.be.at.least(1)
       await query(a, `${LONG_PROMPT}What is a meteor?`)
     })
 
