@@ -436,25 +436,16 @@ export function assembleState (chunks: ParsedChunk[], expected?: StateLayout, al
       u32(l.vUnitBytes)
       u32(l.nEmbdV)
       // interleave: row j of the state = row j of each chunk, in block order
-      const vs = chunks.map(c => (c.caches[ci] as ParsedChunkCache).v[li] as Buffer)
-      const slices = chunks.map(c => c.blockTokens * l.vUnitBytes)
       for (let j = 0; j < l.nEmbdV; j++) {
-        for (let k = 0; k < vs.length; k++) w = copySmall(vs[k] as Buffer, j * (slices[k] as number), slices[k] as number, out, w)
+        for (const c of chunks) {
+          const slice = c.blockTokens * l.vUnitBytes
+          w += ((c.caches[ci] as ParsedChunkCache).v[li] as Buffer).copy(out, w, j * slice, (j + 1) * slice)
+        }
       }
     })
   })
   if (w !== out.length) throw new Error(`assembled ${w} bytes, sized ${out.length}`)
   return out
-}
-
-/**
- * Copies n bytes of src from `from` into dst at `to`; returns the end. Rows of a transposed V are short
- * (tens of bytes) and there are tens of thousands: Buffer#copy makes a view per call, a loop does not.
- */
-function copySmall (src: Buffer, from: number, n: number, dst: Buffer, to: number): number {
-  if (n >= 512) return to + src.copy(dst, to, from, from + n)
-  for (let i = 0; i < n; i++) dst[to + i] = src[from + i] as number
-  return to + n
 }
 
 /** Size of the state assembleState writes for these chunks. */
