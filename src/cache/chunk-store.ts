@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, rm, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CHUNK_FILE_HEADER_BYTES, CHUNK_FILE_MAGIC, CHUNK_FILE_VERSION, DEFAULT_CACHE_MAX_BYTES, MAX_CHUNK_BYTES } from './constants.js'
 import { ChunkCorruptError, StoreWriteError } from './errors.js'
@@ -171,6 +171,7 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
     try {
       file = await readChunkFile(this.chunkPath(key), entry.bytes, alloc)
     } catch (err) {
+      if (err instanceof ChunkCorruptError) return await this.removeCorrupt(key, err)
       // evicted meanwhile: not a problem; otherwise deleted (or made unreadable) behind our back
       if (this.index.get(key) === entry) {
         this.missingRemoved++
@@ -184,11 +185,15 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
       this.touch(key)
       return { bytes, sha256: file.subarray(8, 40) }
     } catch (err) {
-      this.corruptRemoved++
-      this.problem(`removed corrupt chunk ${key}: ${(err as Error).message}`)
-      await this.delete(key)
-      return undefined
+      return await this.removeCorrupt(key, err as Error)
     }
+  }
+
+  private async removeCorrupt (key: string, err: Error): Promise<undefined> {
+    this.corruptRemoved++
+    this.problem(`removed corrupt chunk ${key}: ${err.message}`)
+    await this.delete(key)
+    return undefined
   }
 
   /** Stores a payload atomically. Returns false when it was already present. */
@@ -274,20 +279,21 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
 }
 
 /**
- * The whole file; into `alloc`'s memory when given. A file whose size is not the indexed one (replaced
- * behind the store's back) is read as it is, up to the largest size a put writes, and fails verification.
+ * The whole file, read into `alloc`'s memory. A file of another size than the store wrote was truncated
+ * or replaced behind its back: refused (ChunkCorruptError) without reading it.
  */
-async function readChunkFile (path: string, indexedBytes: number, alloc?: (bytes: number) => Buffer): Promise<Buffer> {
-  if (alloc == null) return await readFile(path)
+async function readChunkFile (path: string, writtenBytes: number, alloc: (bytes: number) => Buffer = Buffer.allocUnsafe): Promise<Buffer> {
   const fh = await open(path, 'r')
   try {
-    const size = (await fh.stat()).size
-    if (size !== indexedBytes || size > CHUNK_FILE_HEADER_BYTES + MAX_CHUNK_BYTES) return await fh.readFile()
+    const st = await fh.stat()
+    // something else where the file should be: as good as deleted
+    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' })
+    const size = st.size
+    if (size !== writtenBytes) throw new ChunkCorruptError(`chunk file holds ${size} bytes, ${writtenBytes} were written`)
     const file = alloc(size).subarray(0, size)
-    let at = 0
-    while (at < size) {
+    for (let at = 0; at < size;) {
       const { bytesRead } = await fh.read(file, at, size - at, at)
-      if (bytesRead === 0) return file.subarray(0, at) // truncated meanwhile: fails decodeChunkFile
+      if (bytesRead === 0) throw new ChunkCorruptError('chunk file shrank while it was read')
       at += bytesRead
     }
     return file
