@@ -407,9 +407,9 @@ export class Pipeline {
   /**
    * How long a fetch of keys[from..] may take, or undefined when computing the blocks peers could give
    * is expected to be faster than moving them. Nothing measured yet: no limit. Otherwise the fetch
-   * starts with the compute time of PROBE_BLOCKS blocks (at least MIN_FETCH_ALLOWANCE_MS) and every chunk that arrives earns its own
-   * compute time: a fetch goes on while it saves more than it costs, and when the link turns out
-   * slow it stops having lost at most that first allowance.
+   * starts with the compute time of PROBE_BLOCKS blocks (at least MIN_FETCH_ALLOWANCE_MS) and every
+   * chunk that arrives earns its own compute time: a fetch goes on while it saves more than it costs,
+   * and when the link turns out slow it stops having lost at most that first allowance.
    */
   private fetchBudget (keys: string[], from: number): FetchBudget | undefined {
     if (!this.adaptive || this.msPerToken == null) return {}
