@@ -401,65 +401,142 @@ export function assembleState (chunks: ParsedChunk[], expected?: StateLayout, al
     if (c.firstPos !== i * B) throw new ChunkMismatchError(`chunk ${i} starts at position ${c.firstPos}, want ${i * B}`)
     if (i > 0 && JSON.stringify(c.layout) !== layoutKey) throw new ChunkMismatchError(`chunk ${i} has another layout`)
   })
-  const nTokens = chunks.reduce((n, c) => n + c.blockTokens, 0)
-  // written in place into one buffer (the caller's scratch, when it keeps one): under a Pi-class CPU
-  // quota, concatenating parts and the garbage collections that megabytes of garbage set off cost
-  // several times the copying itself
-  const size = assembledBytes(first, chunks, nTokens)
-  const out = alloc(size).subarray(0, size)
-  let w = 0
-  const u32 = (n: number): void => { w = out.writeUInt32LE(n, w) }
-  const i32 = (n: number): void => { w = out.writeInt32LE(n, w) }
-  const put = (b: Buffer): void => { w += b.copy(out, w) }
-  u32(STATE_MAGIC)
-  u32(first.stateVersion)
-  u32(nTokens)
-  for (const c of chunks) for (const t of c.tokens) i32(t)
-  first.caches.forEach((cache, ci) => {
-    u32(1)
-    u32(nTokens)
-    for (const c of chunks) put((c.caches[ci] as ParsedChunkCache).meta)
-    u32(cache.vTrans ? 1 : 0)
-    u32(cache.layers.length)
-    cache.layers.forEach((l, li) => {
-      i32(l.kType)
-      w = out.writeBigUInt64LE(BigInt(l.kRowBytes), w)
-      for (const c of chunks) put((c.caches[ci] as ParsedChunkCache).k[li] as Buffer)
-    })
-    cache.layers.forEach((l, li) => {
-      i32(l.vType)
-      if (!cache.vTrans) {
-        w = out.writeBigUInt64LE(BigInt(l.vUnitBytes), w)
-        for (const c of chunks) put((c.caches[ci] as ParsedChunkCache).v[li] as Buffer)
-        return
-      }
-      u32(l.vUnitBytes)
-      u32(l.nEmbdV)
-      // interleave: row j of the state = row j of each chunk, in block order
-      for (let j = 0; j < l.nEmbdV; j++) {
-        for (const c of chunks) {
-          const slice = c.blockTokens * l.vUnitBytes
-          w += ((c.caches[ci] as ParsedChunkCache).v[li] as Buffer).copy(out, w, j * slice, (j + 1) * slice)
-        }
-      }
-    })
-  })
-  if (w !== out.length) throw new Error(`assembled ${w} bytes, sized ${out.length}`)
-  return out
+  const assembly = new StateAssembly(first.layout, chunks.map(c => c.blockTokens), alloc)
+  chunks.forEach((c, i) => { assembly.place(i, c) })
+  return assembly.state()
 }
 
-/** Size of the state assembleState writes for these chunks. */
-function assembledBytes (first: ParsedChunk, chunks: ParsedChunk[], nTokens: number): number {
-  let n = 12 + nTokens * 4
-  first.caches.forEach((cache, ci) => {
-    n += 8 + 8
-    for (const c of chunks) n += (c.caches[ci] as ParsedChunkCache).meta.length
-    cache.layers.forEach((l, li) => {
-      n += 12 + 12
-      for (const c of chunks) n += ((c.caches[ci] as ParsedChunkCache).k[li] as Buffer).length + ((c.caches[ci] as ParsedChunkCache).v[li] as Buffer).length
+/** Where one cache's parts start in an assembled state. */
+interface CacheOffsets { meta: number, k: number[], v: number[] }
+
+/**
+ * A sequence state for a planned run of chunks (entry i holds `counts[i]` positions, in order), written
+ * in place as chunks come, in any order: restoring a prefix assembles it while the rest is still on the
+ * wire. Every offset follows from the layout and the planned cell count; the headers are written up
+ * front, each chunk's tokens, cell metadata, K rows and V data go straight to their places.
+ */
+export class StateAssembly {
+  /** the planned state: complete once every entry is placed */
+  readonly bytes: Buffer
+  readonly nTokens: number
+  private readonly firsts: number[]
+  private readonly placed: boolean[]
+  private missing: number
+  private readonly layoutKey: string
+  private readonly offsets: CacheOffsets[] = []
+
+  /** `alloc` gives the buffer to write into (≥ the size asked) */
+  constructor (readonly layout: StateLayout, readonly counts: number[], alloc: (bytes: number) => Buffer = Buffer.allocUnsafe) {
+    if (counts.length === 0) throw new ChunkMismatchError('nothing to assemble')
+    this.firsts = []
+    let n = 0
+    for (const c of counts) { this.firsts.push(n); n += c }
+    this.nTokens = n
+    this.placed = counts.map(() => false)
+    this.missing = counts.length
+    this.layoutKey = JSON.stringify(layout)
+    let size = 12 + n * 4
+    for (const cache of layout.caches) {
+      // n_stream, cell_count, v_trans, n_layer, and per cell i32 pos, u32 n_seq_id = 1, i32 seq_id (chunks with more are refused)
+      size += 16 + n * CELL_META_BYTES
+      for (const l of cache.layers) size += 12 + n * l.kRowBytes + 12 + n * l.vUnitBytes * (cache.vTrans ? l.nEmbdV : 1)
+    }
+    const out = alloc(size).subarray(0, size)
+    this.bytes = out
+    let w = 0
+    const u32 = (v: number): void => { w = out.writeUInt32LE(v, w) }
+    const i32 = (v: number): void => { w = out.writeInt32LE(v, w) }
+    const u64 = (v: number): void => { w = out.writeBigUInt64LE(BigInt(v), w) }
+    u32(STATE_MAGIC)
+    u32(layout.stateVersion)
+    u32(n)
+    w += n * 4
+    for (const cache of layout.caches) {
+      u32(1)
+      u32(n)
+      const at: CacheOffsets = { meta: w, k: [], v: [] }
+      w += n * CELL_META_BYTES
+      u32(cache.vTrans ? 1 : 0)
+      u32(cache.layers.length)
+      for (const l of cache.layers) {
+        i32(l.kType)
+        u64(l.kRowBytes)
+        at.k.push(w)
+        w += n * l.kRowBytes
+      }
+      for (const l of cache.layers) {
+        i32(l.vType)
+        if (cache.vTrans) { u32(l.vUnitBytes); u32(l.nEmbdV) } else u64(l.vUnitBytes)
+        at.v.push(w)
+        w += n * l.vUnitBytes * (cache.vTrans ? l.nEmbdV : 1)
+      }
+      this.offsets.push(at)
+    }
+    if (w !== size) throw new Error(`assembly laid out ${w} bytes, sized ${size}`)
+  }
+
+  /** Whether every planned entry has been placed. */
+  get complete (): boolean { return this.missing === 0 }
+
+  /** Writes entry i. Throws ChunkMismatchError when the chunk does not fit that entry. */
+  place (i: number, chunk: ParsedChunk): void {
+    const count = this.counts[i]
+    const first = this.firsts[i] as number
+    if (count == null) throw new ChunkMismatchError(`entry ${i} is not planned (${this.counts.length} are)`)
+    if (chunk.blockTokens !== count) throw new ChunkMismatchError(`chunk ${i} holds ${chunk.blockTokens} positions, want ${count}`)
+    if (chunk.firstPos !== first) throw new ChunkMismatchError(`chunk ${i} starts at position ${chunk.firstPos}, want ${first}`)
+    if (JSON.stringify(chunk.layout) !== this.layoutKey) throw new ChunkMismatchError(`chunk ${i} has another layout`)
+    chunk.caches.forEach((c) => {
+      if (c.meta.length !== count * CELL_META_BYTES) throw new ChunkMismatchError(`chunk ${i} has cells with several sequence ids`)
     })
-  })
-  return n
+    const out = this.bytes
+    const N = this.nTokens
+    for (let t = 0; t < count; t++) out.writeInt32LE(chunk.tokens[t] as number, 12 + (first + t) * 4)
+    chunk.caches.forEach((c, ci) => {
+      const at = this.offsets[ci] as CacheOffsets
+      c.meta.copy(out, at.meta + first * CELL_META_BYTES)
+      c.layers.forEach((l, li) => {
+        const k = c.k[li] as Buffer
+        k.copy(out, (at.k[li] as number) + first * l.kRowBytes)
+        const v = c.v[li] as Buffer
+        if (!c.vTrans) {
+          v.copy(out, (at.v[li] as number) + first * l.vUnitBytes)
+          return
+        }
+        // transposed V: row j of the state holds element j of every cell; this chunk's run sits at `first`
+        copyRuns(v, count * l.vUnitBytes, out, (at.v[li] as number) + first * l.vUnitBytes, N * l.vUnitBytes, l.nEmbdV, l.vUnitBytes)
+      })
+    })
+    if (!(this.placed[i] as boolean)) { this.placed[i] = true; this.missing-- }
+  }
+
+  /** The assembled state; throws when an entry is missing. */
+  state (): Buffer {
+    if (this.missing > 0) throw new ChunkMismatchError(`${this.missing} of ${this.counts.length} chunks are missing`)
+    return this.bytes
+  }
+}
+
+const CELL_META_BYTES = 12
+
+/**
+ * Copies `rows` runs of `run` bytes, back to back in `src`, to `dst` at `at`, `at + stride`, ...
+ * Runs of a few dozen bytes: element-wise through typed views when aligned (Buffer#copy costs a call
+ * and a view per run, thousands per chunk), else Buffer#copy.
+ */
+function copyRuns (src: Buffer, run: number, dst: Buffer, at: number, stride: number, rows: number, unit: number): void {
+  if ((unit === 2 || unit === 4) && (src.byteOffset % unit) === 0 && ((dst.byteOffset + at) % unit) === 0 && run % unit === 0 && stride % unit === 0) {
+    const Typed = unit === 2 ? Uint16Array : Uint32Array
+    const s = new Typed(src.buffer as ArrayBuffer, src.byteOffset, (rows * run) / unit)
+    const d = new Typed(dst.buffer as ArrayBuffer, dst.byteOffset + at, ((rows - 1) * stride + run) / unit)
+    const n = run / unit
+    const step = stride / unit
+    for (let j = 0, r = 0, o = 0; j < rows; j++, o += step) {
+      for (let e = 0; e < n; e++) d[o + e] = s[r++] as number
+    }
+    return
+  }
+  for (let j = 0; j < rows; j++) src.copy(dst, at + j * stride, j * run, (j + 1) * run)
 }
 
 /** Approximate bytes of a chunk of `blockTokens` cells in this layout (for budgets and limits). */

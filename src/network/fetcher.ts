@@ -155,7 +155,14 @@ export class MeshFetcher implements RemoteChunkSource {
     const budget = options.deadlineMs != null && options.deadlineMs >= 0 ? Math.min(this.timeoutMs, options.deadlineMs) : this.timeoutMs
     const deadline = new Deadline(budget, this.timeoutMs)
     const credit = options.creditMsPerChunk ?? 0
-    const onChunk = credit > 0 ? () => { deadline.extend(credit) } : () => {}
+    const onChunk = (index: number, bytes: Uint8Array): void => {
+      if (credit > 0) deadline.extend(credit)
+      try {
+        options.onChunk?.(from + index, bytes)
+      } catch (err) {
+        this.log?.error('onChunk failed: %s', (err as Error).message)
+      }
+    }
     const signal = options.signal == null ? deadline.signal : AbortSignal.any([options.signal, deadline.signal])
     const got: Array<Got | undefined> = new Array(candidates.length).fill(undefined)
     const refused = candidates.map(() => new Set<string>())
@@ -219,7 +226,7 @@ export class MeshFetcher implements RemoteChunkSource {
   }
 
   private async fetchRun (run: Run, allKeys: string[], from: number, peerIds: Map<string, PeerId>, got: Array<Got | undefined>,
-    refused: Array<Set<string>>, failed: Set<string>, signal: AbortSignal, onChunk: () => void): Promise<void> {
+    refused: Array<Set<string>>, failed: Set<string>, signal: AbortSignal, onChunk: (index: number, bytes: Uint8Array) => void): Promise<void> {
     this.counters.requests++
     const keys = allKeys.slice(from + run.start, from + run.end)
     let delivered = 0
@@ -242,7 +249,7 @@ export class MeshFetcher implements RemoteChunkSource {
             break
           }
           got[i] = { bytes: answer.bytes, peer: run.peer }
-          onChunk()
+          onChunk(i, answer.bytes)
           delivered++
           deliveredBytes += answer.bytes.byteLength
         } else {
@@ -279,6 +286,8 @@ export interface FetchOptions {
    * keeps saving more time than it takes (the pipeline gives each chunk its compute time)
    */
   creditMsPerChunk?: number
+  /** called with keys[index] as soon as it arrives and passed its checks (runs arrive in parallel: any order) */
+  onChunk?: (index: number, bytes: Uint8Array) => void
 }
 
 /** A deadline that can be moved later, never beyond `maxMs` from its start. */

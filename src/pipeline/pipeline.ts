@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { rm } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
 import { DEFAULT_BLOCK_TOKENS } from '../cache/constants.js'
-import { assembleState, chunkBytesFor, parseChunk, parseState } from '../engine/state-codec.js'
+import { assembleState, chunkBytesFor, parseChunk, parseState, StateAssembly } from '../engine/state-codec.js'
 import { DEFAULT_MAX_TOKENS } from '../engine/constants.js'
 import { Arena } from './arena.js'
 import { ReuseChain } from './chain.js'
@@ -61,6 +61,11 @@ export interface QueryTimings {
   /** writing the assembled state to tmpfs for llama.cpp */
   writeMs?: number
   loadMs?: number
+  /**
+   * the state was assembled as its chunks came in (local ones read during the fetch, fetched ones as they
+   * arrived), so restoring only wrote and loaded it; false: assembled afterwards from fewer chunks than planned
+   */
+  assembledAsArrived?: boolean
   prefillMs: number
 }
 
@@ -109,8 +114,19 @@ const MAX_SCRATCH_BYTES = 64 * 1024 * 1024
 /** How long a fetch may take: see fetchBudget. */
 interface FetchBudget { deadlineMs?: number, creditMsPerChunk?: number }
 
+/** A fetch the pipeline decided to send: where, for how long, and how many keys it may bring at best. */
+interface FetchPlan { remote: RemoteChunkSource, budget: FetchBudget, claimable: number }
+
 /** A chunk a peer sent, verified to be the one its key names. */
 interface FetchedChunk { key: string, payload: Uint8Array, chunk: ParsedChunk }
+
+export interface RemoteFetchOptions {
+  signal?: AbortSignal
+  deadlineMs?: number
+  creditMsPerChunk?: number
+  /** called as each chunk arrives (keys[index], in any order), before the fetch ends */
+  onChunk?: (index: number, bytes: Uint8Array) => void
+}
 
 /** What the pipeline needs from the mesh; absent on a single node. */
 export interface RemoteChunkSource {
@@ -118,7 +134,7 @@ export interface RemoteChunkSource {
    * fetches keys[from..] in order; gives up at `deadlineMs` (moved `creditMsPerChunk` later by every
    * chunk that arrives) and returns what arrived
    */
-  fetchContinuation: (keys: string[], from: number, options: { signal?: AbortSignal, deadlineMs?: number, creditMsPerChunk?: number }) => Promise<RemoteFetchResult>
+  fetchContinuation: (keys: string[], from: number, options: RemoteFetchOptions) => Promise<RemoteFetchResult>
   /** how many of keys[from..] some peer may hold, in a row */
   claimable?: (keys: string[], from: number) => number
   /** measured bytes per ms from the peers that would be asked; undefined until measured */
@@ -210,15 +226,18 @@ export class Pipeline {
     let local = 0
     while (local < chain.length && this.store.has(chain.keys[local] as string)) local++
     timings.lookupMs = lap()
-    // the local chunks are read and verified while the link is busy: restoring then only assembles
+    // while the link is busy, the local chunks are read and verified and the state is assembled as
+    // chunks arrive: restoring then only writes and loads it
     this.scratch.reset()
-    const fetching = this.fetchContinuation(chain, tokens, local, report, options.signal)
-    const localChunks = fetching.started ? this.localChunks(chain, tokens, local).catch(() => []) : undefined
-    const fetched = await fetching.chunks
+    const plan = this.planFetch(chain, local, report)
+    const assembly = plan != null ? this.startAssembly(chain, local + plan.claimable) : undefined
+    const fetching = plan != null ? this.fetchChunks(plan, chain, tokens, local, report, options.signal, assembly) : Promise.resolve([])
+    const localChunks = plan != null ? this.localChunks(chain, tokens, local, assembly).catch(() => []) : undefined
+    const fetched = await fetching
     timings.fetchMs = lap()
 
     // 2. restore it (or start empty)
-    const restored = await this.restore(chain, tokens, local, fetched, localChunks, timings)
+    const restored = await this.restore(chain, tokens, local, fetched, localChunks, timings, assembly)
     timings.restoreMs = lap()
     const restoredTokens = chain.covered(restored.entries)
     report.localTokens = chain.covered(restored.local)
@@ -245,34 +264,63 @@ export class Pipeline {
   }
 
   /**
-   * Asks peers for chain.keys[from..], if that is expected to beat computing; verified chunks, in order.
-   * `started`: whether a fetch was sent (else `chunks` is already settled, empty).
+   * Whether to ask peers for chain.keys[from..]: a fetch is planned when one is expected to beat
+   * computing (see fetchBudget); `claimable` is how many keys it may bring at best.
    */
-  private fetchContinuation (chain: ReuseChain, tokens: number[], from: number, report: CacheReport, signal?: AbortSignal): { started: boolean, chunks: Promise<FetchedChunk[]> } {
+  private planFetch (chain: ReuseChain, from: number, report: CacheReport): FetchPlan | undefined {
     const remote = this.remote
-    if (remote == null || from >= chain.length) return { started: false, chunks: Promise.resolve([]) }
+    if (remote == null || from >= chain.length) return undefined
+    const claimable = remote.claimable?.(chain.keys, from) ?? chain.length - from
     const budget = this.fetchBudget(chain.keys, from)
     if (budget == null) {
-      report.fetchSkipped = (remote.claimable?.(chain.keys, from) ?? 1) > 0
-      return { started: false, chunks: Promise.resolve([]) }
+      report.fetchSkipped = claimable > 0
+      return undefined
     }
-    return { started: true, chunks: this.fetchChunks(remote, chain, tokens, from, budget, report, signal) }
+    return { remote, budget, claimable }
   }
 
-  private async fetchChunks (remote: RemoteChunkSource, chain: ReuseChain, tokens: number[], from: number, budget: FetchBudget, report: CacheReport, signal?: AbortSignal): Promise<FetchedChunk[]> {
+  /**
+   * The state for the first `entries` entries of the chain, to be filled while the fetch runs;
+   * undefined when the codec cannot plan it (the chunks are assembled after the fetch instead).
+   */
+  private startAssembly (chain: ReuseChain, entries: number): StateAssembly | undefined {
+    const layout = this.engine.layout
+    if (layout == null || entries === 0) return undefined
+    const counts: number[] = []
+    for (let i = 0; i < entries; i++) counts.push(chain.span(i).count)
+    try {
+      return new StateAssembly(layout, counts, n => this.scratch.alloc(n))
+    } catch (err) {
+      this.log?.error('cannot plan the state of %d chunks: %s', entries, (err as Error).message)
+      return undefined
+    }
+  }
+
+  /** Verified chunks for keys[from..], in order, as many as arrived in a row; each placed in `assembly` as it comes. */
+  private async fetchChunks ({ remote, budget }: FetchPlan, chain: ReuseChain, tokens: number[], from: number, report: CacheReport, signal?: AbortSignal, assembly?: StateAssembly): Promise<FetchedChunk[]> {
+    const arrived = new Map<number, FetchedChunk | undefined>()
+    const accept = (i: number, payload: Uint8Array): FetchedChunk | undefined => {
+      const chunk = this.validChunk(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), tokens, chain.span(i))
+      const got = chunk != null ? { key: chain.keys[i] as string, payload, chunk } : undefined
+      arrived.set(i, got)
+      if (got != null) this.place(assembly, i, got.chunk)
+      return got
+    }
+    const onChunk = (index: number, payload: Uint8Array): void => { if (index >= from && !arrived.has(index)) accept(index, payload) }
     const fetched: FetchedChunk[] = []
     const started = performance.now()
     try {
-      const res = await remote.fetchContinuation(chain.keys, from, { signal, ...budget })
+      const res = await remote.fetchContinuation(chain.keys, from, { signal, onChunk, ...budget })
       report.bytesFetched = res.bytes
       report.peers = res.peers
       report.requests = res.requests ?? 0
       report.emptyRequests = res.emptyRequests ?? 0
       for (const payload of res.chunks) {
         const i = from + fetched.length
-        const chunk = this.validChunk(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), tokens, chain.span(i))
-        if (chunk == null) break
-        fetched.push({ key: chain.keys[i] as string, payload, chunk })
+        // a source that does not report chunks as they come: verified now
+        const got = arrived.has(i) ? arrived.get(i) : accept(i, payload)
+        if (got == null) break
+        fetched.push(got)
       }
     } catch (err) {
       this.log?.error('fetching chunks from peers failed, computing instead: %s', (err as Error).message)
@@ -288,7 +336,7 @@ export class Pipeline {
    * assembled state when there is one, else chunks read, verified and assembled. Any failure leaves
    * a shorter (or empty) prefix, never a wrong one.
    */
-  private async restore (chain: ReuseChain, tokens: number[], local: number, fetched: FetchedChunk[], localChunks?: Promise<ParsedChunk[]>, timings?: QueryTimings): Promise<{ entries: number, local: number, fetched: FetchedChunk[] }> {
+  private async restore (chain: ReuseChain, tokens: number[], local: number, fetched: FetchedChunk[], localChunks?: Promise<ParsedChunk[]>, timings?: QueryTimings, assembly?: StateAssembly): Promise<{ entries: number, local: number, fetched: FetchedChunk[] }> {
     const engine = this.engine
     let mark = performance.now()
     const step = (name: 'readMs' | 'assembleMs' | 'writeMs' | 'loadMs'): void => {
@@ -320,7 +368,10 @@ export class Pipeline {
     if (chunks.length === 0) return { entries: 0, local: 0, fetched: [] }
     const lastKey = chain.keys[chunks.length - 1] as string
     try {
-      const state = assembleState(chunks, engine.layout, n => this.scratch.alloc(n))
+      // assembled during the fetch when everything planned arrived, else now from what did
+      const streamed = assembly?.complete === true && assembly.counts.length === chunks.length
+      const state = streamed ? assembly.bytes : assembleState(chunks, engine.layout, n => this.scratch.alloc(n))
+      if (timings != null) timings.assembledAsArrived = streamed
       parseState(state) // full validation before llama.cpp sees it: a bad file can abort the process
       step('assembleMs')
       const file = await engine.states.put(lastKey, state)
@@ -450,14 +501,24 @@ export class Pipeline {
   }
 
   /** The first `count` entries of the chain from the store, verified; stops at the first one missing or bad. */
-  private async localChunks (chain: ReuseChain, tokens: number[], count: number): Promise<ParsedChunk[]> {
+  private async localChunks (chain: ReuseChain, tokens: number[], count: number, assembly?: StateAssembly): Promise<ParsedChunk[]> {
     const chunks: ParsedChunk[] = []
     for (let i = 0; i < count; i++) {
       const chunk = await this.localChunk(chain.keys[i] as string, tokens, chain.span(i))
       if (chunk == null) break
       chunks.push(chunk)
+      this.place(assembly, i, chunk)
     }
     return chunks
+  }
+
+  /** Writes entry i into the state being assembled; a chunk that does not fit leaves it incomplete (assembled later, or not used). */
+  private place (assembly: StateAssembly | undefined, i: number, chunk: ParsedChunk): void {
+    try {
+      assembly?.place(i, chunk)
+    } catch (err) {
+      this.log?.error('chunk %d does not fit the planned state: %s', i, (err as Error).message)
+    }
   }
 
   /** A stored chunk for these positions of these tokens, or undefined (missing, corrupt, or not these tokens). */

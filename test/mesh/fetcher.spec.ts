@@ -50,9 +50,13 @@ describe('mesh fetcher', function () {
     await known(client, c, 5, 10)
     await waitFor(() => client.node.catalog.peers().length === 3)
 
-    const result = await client.node.fetcher.fetchContinuation(keys.slice(0, 10), 2, {})
+    const arrived = new Map<number, Uint8Array>()
+    const result = await client.node.fetcher.fetchContinuation(keys.slice(0, 10), 2, { onChunk: (i, bytes) => { arrived.set(i, bytes) } })
     expectChunks(result.chunks, 2, 8)
     expect(result.bytes).to.equal(8 * SIZE)
+    // each chunk was handed over as it arrived (the pipeline assembles the state meanwhile), by its index in keys
+    expect([...arrived.keys()].sort((x, y) => x - y)).to.deep.equal([2, 3, 4, 5, 6, 7, 8, 9])
+    result.chunks.forEach((c, k) => { expect(Buffer.from(arrived.get(2 + k) as Uint8Array).equals(Buffer.from(c))).to.equal(true) })
     expect(result.peers.sort()).to.deep.equal([b.node.peerId.toString(), c.node.peerId.toString()].sort())
     expect(b.node.transfer.stats().keysRequested).to.equal(3)
     expect(c.node.transfer.stats().keysRequested).to.equal(5)

@@ -1,7 +1,8 @@
 import { expect } from 'chai'
 import { ChunkMismatchError } from '../../src/engine/errors.js'
-import { assembleState, cutBlock, cutCells, parseChunk, parseState } from '../../src/engine/state-codec.js'
+import { assembleState, cutBlock, cutCells, parseChunk, parseState, StateAssembly } from '../../src/engine/state-codec.js'
 import { buildState, range } from '../fixtures/states.js'
+import type { ParsedChunk } from '../../src/engine/state-codec.js'
 import type { FakeCache } from '../fixtures/states.js'
 
 const B = 8
@@ -109,6 +110,46 @@ describe('state codec', () => {
       const other = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40), false)))
       const foreign = parseChunk(cutBlock(other, 0, B) as Buffer)
       expect(() => assembleState([chunks[0] as typeof foreign], foreign.layout)).to.throw(/layout/)
+    })
+  })
+
+  describe('StateAssembly (a state filled as its chunks arrive)', () => {
+    for (const vTrans of [true, false]) {
+      it(`gives the same bytes as assembleState whatever order chunks come in (v_trans ${String(vTrans)})`, () => {
+        const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40), vTrans)))
+        const chunks = [...range(0, 4).map(i => parseChunk(cutBlock(whole, i, B) as Buffer)), parseChunk(cutCells(whole, 4 * B, 5) as Buffer)]
+        const expected = assembleState(chunks)
+        // chunks as a peer's frames may hold them: at odd offsets, where no typed view can be laid over them
+        const odd = [...range(0, 4).map(i => cutBlock(whole, i, B) as Buffer), cutCells(whole, 4 * B, 5) as Buffer]
+          .map(b => { const at = Buffer.alloc(b.length + 1); b.copy(at, 1); return parseChunk(at.subarray(1)) })
+        expect(odd.map(c => c.caches[0]?.v[0]?.byteOffset)).to.satisfy((offsets: number[]) => offsets.every(o => o % 2 === 1))
+        const sources = [chunks, chunks, odd]
+        for (const [n, order] of [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]].entries()) {
+          const from = sources[n] as ParsedChunk[]
+          const assembly = new StateAssembly((chunks[0] as ParsedChunk).layout, chunks.map(c => c.blockTokens), n => Buffer.alloc(n, 0x5a))
+          for (const i of order) {
+            expect(assembly.complete).to.equal(false)
+            assembly.place(i, from[i] as ParsedChunk)
+          }
+          expect(assembly.complete).to.equal(true)
+          expect(assembly.state().equals(expected), `order ${order.join(',')}`).to.equal(true)
+        }
+      })
+    }
+
+    it('refuses a chunk that does not fit its entry, and a state with an entry missing', () => {
+      const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40))))
+      const chunks = range(0, 3).map(i => parseChunk(cutBlock(whole, i, B) as Buffer))
+      const assembly = new StateAssembly((chunks[0] as ParsedChunk).layout, [B, B, B])
+      expect(() => { assembly.place(1, chunks[2] as ParsedChunk) }).to.throw(ChunkMismatchError, /starts at position 16, want 8/)
+      expect(() => { assembly.place(3, chunks[2] as ParsedChunk) }).to.throw(ChunkMismatchError, /not planned/)
+      const other = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40), false)))
+      expect(() => { assembly.place(0, parseChunk(cutBlock(other, 0, B) as Buffer)) }).to.throw(ChunkMismatchError, /layout/)
+      const short = new StateAssembly((chunks[0] as ParsedChunk).layout, [B, 5])
+      expect(() => { short.place(1, chunks[1] as ParsedChunk) }).to.throw(ChunkMismatchError, /holds 8 positions, want 5/)
+      assembly.place(0, chunks[0] as ParsedChunk)
+      assembly.place(2, chunks[2] as ParsedChunk)
+      expect(() => assembly.state()).to.throw(ChunkMismatchError, /1 of 3 chunks are missing/)
     })
   })
 
