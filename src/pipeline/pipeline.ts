@@ -53,6 +53,12 @@ export interface QueryResult {
 export interface QueryTimings {
   lookupMs: number
   fetchMs: number
+  /**
+   * CPU time of the whole process (every thread) during the fetch and during restoring: under a CPU quota,
+   * a step whose wall time far exceeds its CPU time waited for quota that something else used
+   */
+  fetchCpuMs?: number
+  restoreCpuMs?: number
   /** all of restoring; the steps below are part of it (present when chunks were assembled) */
   restoreMs: number
   /** waiting for the local chunks still being read when the fetch ended, or reading them */
@@ -221,6 +227,8 @@ export class Pipeline {
     const timings: QueryTimings = { lookupMs: 0, fetchMs: 0, restoreMs: 0, prefillMs: 0 }
     let mark = performance.now()
     const lap = (): number => { const now = performance.now(); const d = now - mark; mark = now; return d }
+    let cpuMark = process.cpuUsage()
+    const cpuLap = (): number => { const d = process.cpuUsage(cpuMark); cpuMark = process.cpuUsage(); return (d.user + d.system) / 1000 }
 
     // 1. the longest cached prefix: the local chain (index only), then peers for the continuation
     let local = 0
@@ -235,10 +243,12 @@ export class Pipeline {
     const localChunks = plan != null ? this.localChunks(chain, tokens, local, assembly).catch(() => []) : undefined
     const fetched = await fetching
     timings.fetchMs = lap()
+    timings.fetchCpuMs = cpuLap()
 
     // 2. restore it (or start empty)
     const restored = await this.restore(chain, tokens, local, fetched, localChunks, timings, assembly)
     timings.restoreMs = lap()
+    timings.restoreCpuMs = cpuLap()
     const restoredTokens = chain.covered(restored.entries)
     report.localTokens = chain.covered(restored.local)
     report.remoteTokens = restoredTokens - report.localTokens
