@@ -202,7 +202,8 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
     if (payload.length > MAX_CHUNK_BYTES) throw new StoreWriteError(`chunk of ${payload.length} bytes exceeds ${MAX_CHUNK_BYTES}`)
     if (this.index.has(key)) { this.touch(key); return false }
     if (payload.length + CHUNK_FILE_HEADER_BYTES > this.maxBytes) throw new StoreWriteError(`chunk of ${payload.length} bytes exceeds the store's budget of ${this.maxBytes}`)
-    const file = encodeChunkFile(payload)
+    const head = chunkFileHeader(payload)
+    const fileBytes = head.length + payload.length
     const tmp = join(this.dir, 'tmp', `${key}.${randomBytes(6).toString('hex')}`)
     const dest = this.chunkPath(key)
     try {
@@ -211,7 +212,14 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
       await mkdir(join(this.dir, 'tmp'), { recursive: true })
       const fh = await open(tmp, 'w')
       try {
-        await fh.writeFile(file)
+        // header and payload in one call, without concatenating them (megabytes of garbage per prompt)
+        let at = 0
+        while (at < fileBytes) {
+          const { bytesWritten } = at < head.length
+            ? await fh.writev([head.subarray(at), payload], at)
+            : await fh.write(payload, at - head.length, fileBytes - at, at)
+          at += bytesWritten
+        }
         await fh.sync()
       } finally {
         await fh.close()
@@ -226,8 +234,8 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
       throw new StoreWriteError(`cannot store chunk ${key}: ${why}`)
     }
     if (this.index.has(key)) return false // a concurrent put of the same key won
-    this.index.set(key, { bytes: file.length })
-    this.totalBytes += file.length
+    this.index.set(key, { bytes: fileBytes })
+    this.totalBytes += fileBytes
     this.emit('added', key)
     await this.evict()
     return true
@@ -303,12 +311,17 @@ async function readChunkFile (path: string, writtenBytes: number, alloc: (bytes:
 }
 
 export function encodeChunkFile (payload: Uint8Array): Buffer {
+  return Buffer.concat([chunkFileHeader(payload), payload])
+}
+
+/** The header of a payload's chunk file: magic, version, SHA-256 and length. */
+function chunkFileHeader (payload: Uint8Array): Buffer {
   const head = Buffer.alloc(CHUNK_FILE_HEADER_BYTES)
   head.writeUInt32LE(CHUNK_FILE_MAGIC, 0)
   head.writeUInt32LE(CHUNK_FILE_VERSION, 4)
   createHash('sha256').update(payload).digest().copy(head, 8)
   head.writeBigUInt64LE(BigInt(payload.length), 40)
-  return Buffer.concat([head, payload])
+  return head
 }
 
 export function decodeChunkFile (file: Buffer): Buffer {

@@ -1,13 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, existsSync } from 'node:fs'
-import { readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { getLlama, LlamaLogLevel, resolveChatWrapper, resolveModelFile } from 'node-llama-cpp'
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE, DEFAULT_STATE_TMP_DIR, DEFAULT_THREADS } from './constants.js'
 import { ModelLoadError, StateLoadError } from './errors.js'
 import { layoutOf, parseState } from './state-codec.js'
-import { createStateDir, StateFiles } from './state-files.js'
+import { createStateDir, readWhole, StateFiles } from './state-files.js'
 import type { ParsedState, StateLayout } from './state-codec.js'
 import type { Logger } from '@libp2p/interface'
 import type { ChatHistoryItem, Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp'
@@ -83,6 +83,8 @@ export class Engine {
   private readonly tmpDir: string
   private readonly log?: Logger
   private tail: Promise<void> = Promise.resolve()
+  /** saved states are read into this (kept between saves: see saveState) */
+  private saveBuffer = Buffer.alloc(0)
 
   private constructor (parts: {
     info: ModelInfo, fingerprint: string, layout?: StateLayout, llama: Llama, model: LlamaModel,
@@ -125,6 +127,7 @@ export class Engine {
       sequences: 1
     })
     const meta = model.fileInfo.metadata as unknown as Record<string, any>
+    releaseVocabulary(meta)
     const architecture = String(meta.general?.architecture ?? 'unknown')
     const window = Number(meta[architecture]?.attention?.sliding_window ?? 0)
     const fileSha256 = await sha256File(path)
@@ -214,12 +217,18 @@ export class Engine {
     if (tokens.length > 0) await this.sequence.evaluateWithoutGeneratingNewTokens(tokens as Token[])
   }
 
-  /** The sequence's state as llama.cpp writes it, parsed and validated. */
+  /**
+   * The sequence's state as llama.cpp writes it, parsed and validated. Its bytes are valid until the
+   * next saveState: a prompt saves megabytes of state several times (to cut chunks), and a fresh buffer
+   * each time sets off full garbage collections that cost more than the saving on a Pi-class CPU.
+   */
   async saveState (): Promise<ParsedState> {
     const file = join(this.tmpDir, `save-${randomBytes(6).toString('hex')}.ggsq`)
     try {
       await this.sequence.saveStateToFile(file)
-      return parseState(await readFile(file))
+      const size = (await stat(file)).size
+      if (size > this.saveBuffer.length && size <= MAX_SAVE_BUFFER_BYTES) this.saveBuffer = Buffer.allocUnsafeSlow(Math.min(MAX_SAVE_BUFFER_BYTES, Math.ceil(size * 1.25)))
+      return parseState(await readWhole(file, this.saveBuffer))
     } finally {
       await rm(file, { force: true })
     }
@@ -280,6 +289,26 @@ export class Engine {
     await this.context.dispose()
     await this.model.dispose()
     await rm(this.tmpDir, { recursive: true, force: true })
+  }
+}
+
+/** Largest saved state read into the kept buffer; bigger ones get their own memory. */
+const MAX_SAVE_BUFFER_BYTES = 128 * 1024 * 1024
+
+/**
+ * node-llama-cpp keeps the GGUF metadata as parsed, vocabulary included: for Gemma-3 262,144 token strings
+ * with their scores and types, ~19 MB of JS heap that llama.cpp holds natively anyway. Every full
+ * garbage collection walks it (~20 ms here, several times that under a Pi-class CPU quota, and it
+ * happens mid-transfer), and a 512 MB board pays the RAM. Only the vocabulary's size is read from it
+ * afterwards (node-llama-cpp: `iterateAllTokens`, vocabulary insights), so each array is replaced by an
+ * empty one of the same length.
+ */
+export function releaseVocabulary (metadata: Record<string, any>): void {
+  const ggml = metadata.tokenizer?.ggml as Record<string, unknown> | undefined
+  if (ggml == null) return
+  for (const key of ['tokens', 'scores', 'token_type', 'merges']) {
+    const value = ggml[key]
+    if (Array.isArray(value) && value.length > 0) ggml[key] = new Array(value.length)
   }
 }
 

@@ -235,68 +235,74 @@ export function cutCells (state: ParsedState, first: number, blockTokens: number
     cells.push(idx)
   }
 
-  const parts: Buffer[] = []
-  const header = Buffer.alloc(24 + blockTokens * 4)
-  header.writeUInt32LE(CHUNK_MAGIC, 0)
-  header.writeUInt32LE(CHUNK_FORMAT_VERSION, 4)
-  header.writeUInt32LE(state.version, 8)
-  header.writeUInt32LE(blockTokens, 12)
-  header.writeUInt32LE(first, 16)
-  header.writeUInt32LE(state.caches.length, 20)
-  for (let t = 0; t < blockTokens; t++) header.writeInt32LE(state.tokens[first + t] as number, 24 + t * 4)
-  parts.push(header)
-
+  // one allocation, written in place: a prompt cuts megabytes of chunks, and garbage is what costs on a
+  // Pi-class CPU quota (each 64 MB of buffers allocated sets off a full garbage collection)
   const src = state.bytes
+  const metas = state.caches.map((cache, ci) => (cells[ci] as number[]).map(i => src.subarray(cache.metaOffsets[i], i + 1 < cache.cellCount ? cache.metaOffsets[i + 1] : cache.metaEnd)))
+  let size = 24 + blockTokens * 4
+  state.caches.forEach((cache, ci) => {
+    size += 12 + cache.layers.length * 24
+    for (const m of metas[ci] as Buffer[]) size += m.length
+    for (const l of cache.layers) size += blockTokens * (l.kRowBytes + (cache.vTrans ? l.vUnitBytes * l.nEmbdV : l.vUnitBytes))
+  })
+  const out = Buffer.allocUnsafe(size)
+  let w = 0
+  const u32 = (v: number): void => { w = out.writeUInt32LE(v, w) }
+  const i32 = (v: number): void => { w = out.writeInt32LE(v, w) }
+  u32(CHUNK_MAGIC)
+  u32(CHUNK_FORMAT_VERSION)
+  u32(state.version)
+  u32(blockTokens)
+  u32(first)
+  u32(state.caches.length)
+  for (let t = 0; t < blockTokens; t++) i32(state.tokens[first + t] as number)
+
   state.caches.forEach((cache, ci) => {
     const idx = cells[ci] as number[]
-    const meta: Buffer[] = idx.map(i => src.subarray(cache.metaOffsets[i], i + 1 < cache.cellCount ? cache.metaOffsets[i + 1] : cache.metaEnd))
-    const metaBytes = meta.reduce((n, b) => n + b.length, 0)
-    const desc = Buffer.alloc(12 + cache.layers.length * 24)
-    desc.writeUInt32LE(cache.vTrans ? 1 : 0, 0)
-    desc.writeUInt32LE(cache.layers.length, 4)
-    desc.writeUInt32LE(metaBytes, 8)
-    cache.layers.forEach((l, li) => {
-      const o = 12 + li * 24
-      desc.writeInt32LE(l.kType, o)
-      desc.writeUInt32LE(l.kRowBytes, o + 4)
-      desc.writeInt32LE(l.vType, o + 8)
-      desc.writeUInt32LE(l.vUnitBytes, o + 12)
-      desc.writeUInt32LE(l.nEmbdV, o + 16)
-    })
-    parts.push(desc, ...meta)
+    const meta = metas[ci] as Buffer[]
+    u32(cache.vTrans ? 1 : 0)
+    u32(cache.layers.length)
+    u32(meta.reduce((n, b) => n + b.length, 0))
+    for (const l of cache.layers) {
+      i32(l.kType)
+      u32(l.kRowBytes)
+      i32(l.vType)
+      u32(l.vUnitBytes)
+      u32(l.nEmbdV)
+      u32(0) // reserved
+    }
+    for (const m of meta) w += m.copy(out, w)
     const contiguous = idx.every((v, k) => v === (idx[0] as number) + k)
-    for (const l of cache.layers) parts.push(copyRows(src, l.kOffset, l.kRowBytes, idx, contiguous))
+    for (const l of cache.layers) w = copyRows(src, l.kOffset, l.kRowBytes, idx, contiguous, out, w)
     for (const l of cache.layers) {
       if (!cache.vTrans) {
-        parts.push(copyRows(src, l.vOffset, l.vUnitBytes, idx, contiguous))
-      } else {
-        // transposed V: row j holds every cell's element j; take this block's cells from each row
-        const rowBytes = cache.cellCount * l.vUnitBytes
-        const out = Buffer.allocUnsafe(l.nEmbdV * idx.length * l.vUnitBytes)
-        let w = 0
-        for (let j = 0; j < l.nEmbdV; j++) {
-          const rowStart = l.vOffset + j * rowBytes
-          if (contiguous) {
-            w += src.copy(out, w, rowStart + (idx[0] as number) * l.vUnitBytes, rowStart + ((idx[0] as number) + idx.length) * l.vUnitBytes)
-          } else {
-            for (const i of idx) w += src.copy(out, w, rowStart + i * l.vUnitBytes, rowStart + (i + 1) * l.vUnitBytes)
-          }
+        w = copyRows(src, l.vOffset, l.vUnitBytes, idx, contiguous, out, w)
+        continue
+      }
+      // transposed V: row j holds every cell's element j; take this block's cells from each row
+      const rowBytes = cache.cellCount * l.vUnitBytes
+      for (let j = 0; j < l.nEmbdV; j++) {
+        const rowStart = l.vOffset + j * rowBytes
+        if (contiguous) {
+          w += src.copy(out, w, rowStart + (idx[0] as number) * l.vUnitBytes, rowStart + ((idx[0] as number) + idx.length) * l.vUnitBytes)
+        } else {
+          for (const i of idx) w += src.copy(out, w, rowStart + i * l.vUnitBytes, rowStart + (i + 1) * l.vUnitBytes)
         }
-        parts.push(out)
       }
     }
   })
-  return Buffer.concat(parts)
+  if (w !== size) throw new Error(`cut ${w} bytes, sized ${size}`)
+  return out
 }
 
-function copyRows (src: Buffer, base: number, rowBytes: number, idx: number[], contiguous: boolean): Buffer {
+/** Copies the rows `idx` (of `rowBytes` each, from `base`) to `out` at `w`; returns the new end. */
+function copyRows (src: Buffer, base: number, rowBytes: number, idx: number[], contiguous: boolean, out: Buffer, w: number): number {
   if (contiguous) {
     const start = base + (idx[0] as number) * rowBytes
-    return Buffer.from(src.subarray(start, start + idx.length * rowBytes))
+    return w + src.copy(out, w, start, start + idx.length * rowBytes)
   }
-  const out = Buffer.allocUnsafe(idx.length * rowBytes)
-  idx.forEach((i, k) => src.copy(out, k * rowBytes, base + i * rowBytes, base + (i + 1) * rowBytes))
-  return out
+  for (const i of idx) w += src.copy(out, w, base + i * rowBytes, base + (i + 1) * rowBytes)
+  return w
 }
 
 interface ParsedChunkCache {

@@ -105,3 +105,23 @@ async function writeWhole (path: string, bytes: Buffer): Promise<void> {
     await fh.close()
   }
 }
+
+/**
+ * Reads a whole file into `into` when it fits (else into fresh memory) with as few system calls as
+ * the kernel allows; returns the bytes read (a view of `into` when it fit).
+ */
+export async function readWhole (path: string, into?: Buffer): Promise<Buffer> {
+  const fh = await open(path, 'r')
+  try {
+    const { size } = await fh.stat()
+    const out = into != null && size <= into.length ? into.subarray(0, size) : Buffer.allocUnsafe(size)
+    for (let at = 0; at < size;) {
+      const { bytesRead } = await fh.read(out, at, size - at, at)
+      if (bytesRead === 0) throw new Error(`${path} shrank while it was read`)
+      at += bytesRead
+    }
+    return out
+  } finally {
+    await fh.close()
+  }
+}
