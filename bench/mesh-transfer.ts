@@ -116,7 +116,7 @@ async function main (): Promise<void> {
       nodes.push(server)
       serverAddr = server.getMultiaddrs()[0]?.toString() ?? ''
     } else {
-      child = fork(fileURLToPath(import.meta.url), ['--size', String(SIZE), '--server-store', values['server-store'], '--serve', keys.join(',')], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
+      child = fork(fileURLToPath(import.meta.url), ['--size', String(SIZE), '--chunks', String(CHUNKS), '--server-store', values['server-store'], '--serve', keys.join(',')], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
       const [message] = await once(child, 'message') as [{ addr: string }]
       serverAddr = message.addr
     }

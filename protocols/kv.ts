@@ -6,6 +6,7 @@ import type { Uint8ArrayList } from 'uint8arraylist'
 export interface KvRequest {
   fingerprint: string
   keys: Uint8Array<ArrayBuffer>[]
+  acceptEncodings: string[]
 }
 
 export namespace KvRequest {
@@ -30,13 +31,21 @@ export namespace KvRequest {
           }
         }
 
+        if (obj.acceptEncodings != null && obj.acceptEncodings.length > 0) {
+          for (const value of obj.acceptEncodings) {
+            w.uint32(26)
+            w.string(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           fingerprint: '',
-          keys: []
+          keys: [],
+          acceptEncodings: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -57,6 +66,14 @@ export namespace KvRequest {
               obj.keys.push(reader.bytes())
               break
             }
+            case 3: {
+              if (opts.limits?.acceptEncodings != null && obj.acceptEncodings.length === opts.limits.acceptEncodings) {
+                throw new MaxLengthError('Decode error - repeated field "acceptEncodings" had too many elements')
+              }
+
+              obj.acceptEncodings.push(reader.string())
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -67,7 +84,8 @@ export namespace KvRequest {
         return obj
       }, function * (reader, length, prefix, opts = {}) {
         const obj = {
-          keys: 0
+          keys: 0,
+          acceptEncodings: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -98,6 +116,21 @@ export namespace KvRequest {
 
               break
             }
+            case 3: {
+              if (opts.limits?.acceptEncodings != null && obj.acceptEncodings === opts.limits.acceptEncodings) {
+                throw new MaxLengthError('Streaming decode error - repeated field "acceptEncodings" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.acceptEncodings[]`,
+                index: obj.acceptEncodings,
+                value: reader.string()
+              }
+
+              obj.acceptEncodings++
+
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -121,6 +154,12 @@ export namespace KvRequest {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface KvRequestAcceptEncodingsFieldEvent {
+    field: '$.acceptEncodings[]'
+    index: number
+    value: string
+  }
+
   export function encode (obj: Partial<KvRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, KvRequest.codec())
   }
@@ -129,7 +168,7 @@ export namespace KvRequest {
     return decodeMessage(buf, KvRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<KvRequest>): Generator<KvRequestFingerprintFieldEvent | KvRequestKeysFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<KvRequest>): Generator<KvRequestFingerprintFieldEvent | KvRequestKeysFieldEvent | KvRequestAcceptEncodingsFieldEvent> {
     return streamMessage(buf, KvRequest.codec(), opts)
   }
 }
@@ -140,6 +179,8 @@ export interface KvHeader {
   size: number
   sha256: Uint8Array<ArrayBuffer>
   message: string
+  encoding: string
+  encodedSize: number
 }
 
 export namespace KvHeader {
@@ -203,6 +244,16 @@ export namespace KvHeader {
           w.string(obj.message)
         }
 
+        if ((obj.encoding != null && obj.encoding !== '')) {
+          w.uint32(50)
+          w.string(obj.encoding)
+        }
+
+        if ((obj.encodedSize != null && obj.encodedSize !== 0)) {
+          w.uint32(56)
+          w.uint32(obj.encodedSize)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -212,7 +263,9 @@ export namespace KvHeader {
           key: uint8ArrayAlloc(0),
           size: 0,
           sha256: uint8ArrayAlloc(0),
-          message: ''
+          message: '',
+          encoding: '',
+          encodedSize: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -239,6 +292,14 @@ export namespace KvHeader {
             }
             case 5: {
               obj.message = reader.string()
+              break
+            }
+            case 6: {
+              obj.encoding = reader.string()
+              break
+            }
+            case 7: {
+              obj.encodedSize = reader.uint32()
               break
             }
             default: {
@@ -291,6 +352,20 @@ export namespace KvHeader {
               }
               break
             }
+            case 6: {
+              yield {
+                field: `${prefix}.encoding`,
+                value: reader.string()
+              }
+              break
+            }
+            case 7: {
+              yield {
+                field: `${prefix}.encodedSize`,
+                value: reader.uint32()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -328,6 +403,16 @@ export namespace KvHeader {
     value: string
   }
 
+  export interface KvHeaderEncodingFieldEvent {
+    field: '$.encoding'
+    value: string
+  }
+
+  export interface KvHeaderEncodedSizeFieldEvent {
+    field: '$.encodedSize'
+    value: number
+  }
+
   export function encode (obj: Partial<KvHeader>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, KvHeader.codec())
   }
@@ -336,7 +421,7 @@ export namespace KvHeader {
     return decodeMessage(buf, KvHeader.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<KvHeader>): Generator<KvHeaderStatusFieldEvent | KvHeaderKeyFieldEvent | KvHeaderSizeFieldEvent | KvHeaderSha256FieldEvent | KvHeaderMessageFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<KvHeader>): Generator<KvHeaderStatusFieldEvent | KvHeaderKeyFieldEvent | KvHeaderSizeFieldEvent | KvHeaderSha256FieldEvent | KvHeaderMessageFieldEvent | KvHeaderEncodingFieldEvent | KvHeaderEncodedSizeFieldEvent> {
     return streamMessage(buf, KvHeader.codec(), opts)
   }
 }

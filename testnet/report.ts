@@ -183,13 +183,13 @@ function sourceRows (summary: Summary, strategies: Strategy[]): string[][] {
 }
 
 function meshRows (summary: Summary, strategies: Strategy[]): string[][] {
-  const rows = [['strategy', 'cold prefill tok/s (median)', 'fetch requests', 'wasted', 'kv requests served', 'MB served', 'fetch MB/s (median)', 'catalogs published', 'catalogs received', 'false positives', 'catalog MB', 'catalog KB/s per node']]
+  const rows = [['strategy', 'cold prefill tok/s (median)', 'fetch requests', 'wasted', 'kv requests served', 'MB served', 'MB on the link', 'fetch MB/s (median)', 'catalogs published', 'catalogs received', 'false positives', 'catalog MB', 'catalog KB/s per node']]
   for (const strategy of strategies) {
     const m: MeshTotals | undefined = summary[strategy]?.mesh
     if (m == null) continue
     const speed = summary[strategy]?.fetchMBps
     const cold = summary[strategy]?.coldPrefillTokPerS
-    rows.push([strategy, cold != null ? cold.toFixed(1) : '–', String(m.fetchRequests), String(m.fetchRequestsWasted), String(m.kvRequestsServed), mb(m.kvBytesServed), speed != null ? speed.toFixed(2) : '–',
+    rows.push([strategy, cold != null ? cold.toFixed(1) : '–', String(m.fetchRequests), String(m.fetchRequestsWasted), String(m.kvRequestsServed), mb(m.kvBytesServed), m.kvWireBytesServed != null ? mb(m.kvWireBytesServed) : '–', speed != null ? speed.toFixed(2) : '–',
       String(m.catalogPublished), String(m.catalogReceived), String(m.catalogFalsePositives),
       m.catalogBytes != null ? mb(m.catalogBytes) : '–', m.catalogBytesPerNodePerS != null ? (m.catalogBytesPerNodePerS / 1e3).toFixed(2) : '–'])
   }
@@ -288,7 +288,7 @@ export function renderMarkdown (r: TestnetReport): string {
   const mesh = meshRows(r.summary, h.strategies)
   if (mesh.length > 1) {
     lines.push('## Mesh counters', '', markdownTable(mesh), '')
-    if (!sim) lines.push('Summed over every node\'s /metrics at the end of each strategy, so they include the warm-up and private prompts; "MB served" counts what servers wrote, including transfers the requester gave up on.', '')
+    if (!sim) lines.push('Summed over every node\'s /metrics at the end of each strategy, so they include the warm-up and private prompts; "MB served" counts what servers wrote, including transfers the requester gave up on; "MB on the link" the same as sent (chunks in the kv protocol\'s lossless wire encoding count their encoded size).', '')
   }
   if (r.simulation != null) {
     lines.push('## Simulation', '', `Timings from: ${r.simulation.calibrationSource}.`, '')

@@ -100,6 +100,7 @@ async function meshTotals (nodes: TestnetNode[], signal: AbortSignal): Promise<M
     fetchRequestsWasted: sum('promptmesh_fetch_requests_wasted_total'),
     kvRequestsServed: sum('promptmesh_kv_requests_served_total'),
     kvBytesServed: sum('promptmesh_kv_bytes_served_total'),
+    kvWireBytesServed: sum('promptmesh_kv_wire_bytes_served_total'),
     catalogPublished: sum('promptmesh_catalog_published_total'),
     catalogReceived: sum('promptmesh_catalog_received_total'),
     catalogFalsePositives: sum('promptmesh_catalog_false_positives_total')

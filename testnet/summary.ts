@@ -53,6 +53,8 @@ export interface MeshTotals {
   fetchRequestsWasted: number
   kvRequestsServed: number
   kvBytesServed: number
+  /** the same as sent on the links (chunks in a wire encoding count their encoded size); absent in simulations */
+  kvWireBytesServed?: number
   catalogPublished: number
   catalogReceived: number
   catalogFalsePositives: number

@@ -4,7 +4,7 @@ import type { QueryResult } from '../pipeline/pipeline.js'
 /** Live numbers the node reads at scrape time (services keep their own counters). */
 export interface MetricsSources {
   store: () => { chunks: number, bytes: number, maxBytes: number, evictions: number, corruptRemoved: number, missingRemoved: number, writeErrors: number }
-  transfer?: () => { requestsServed: number, chunksServed: number, bytesServed: number, chunksFetched: number, bytesFetched: number, verificationFailures: number, requestsRejected: number }
+  transfer?: () => { requestsServed: number, chunksServed: number, bytesServed: number, chunksFetched: number, bytesFetched: number, wireBytesServed: number, wireBytesFetched: number, verificationFailures: number, requestsRejected: number }
   catalog?: () => { entries: number, peers: number, falsePositives: number, published: number, received: number, rejected: number }
   fetcher?: () => { requests: number, emptyRequests: number, failedRequests: number, rejectedChunks: number }
   guard?: () => { cutOff: number, banned: number, limitOffences: number, faultOffences: number, rateLimited: number, refusedConnections: number }
@@ -68,6 +68,8 @@ export class NodeMetrics {
     mirrored('promptmesh_kv_requests_served_total', 'Chunk requests answered for peers', () => sources.transfer?.().requestsServed)
     mirrored('promptmesh_kv_chunks_fetched_total', 'KV chunks received from peers', () => sources.transfer?.().chunksFetched)
     mirrored('promptmesh_kv_bytes_received_total', 'Bytes of KV chunks received from peers', () => sources.transfer?.().bytesFetched)
+    mirrored('promptmesh_kv_wire_bytes_served_total', 'Bytes of chunk data sent on the link (encoded chunks count their encoded size)', () => sources.transfer?.().wireBytesServed)
+    mirrored('promptmesh_kv_wire_bytes_received_total', 'Bytes of chunk data received on the link (encoded chunks count their encoded size)', () => sources.transfer?.().wireBytesFetched)
     mirrored('promptmesh_kv_verification_failures_total', 'Chunks from peers that failed their SHA-256 check', () => sources.transfer?.().verificationFailures)
     mirrored('promptmesh_kv_requests_rejected_total', 'Chunk requests from peers refused (limits, bad input)', () => sources.transfer?.().requestsRejected)
     mirrored('promptmesh_fetch_requests_total', 'Chunk requests sent to peers', () => sources.fetcher?.().requests)

@@ -16,6 +16,8 @@ export const MAX_REQUEST_BYTES = 65_536
 export const MAX_HEADER_BYTES = 1_024
 /** Protocol limit on the number of keys in one request; servers may accept fewer. */
 export const MAX_KEYS_PER_REQUEST = 1_024
+/** Encodings a request may list (a protocol limit: more is a malformed request). */
+export const MAX_ACCEPT_ENCODINGS = 16
 /** Length prefixes are unsigned LEB128 varints; 3 bytes cover 2^21 > MAX_FRAME_BYTES. Longer prefixes are rejected. */
 export const MAX_VARINT_BYTES = 3
 /** Largest chunk announced in a FOUND header that a client accepts (same limit as the store). */

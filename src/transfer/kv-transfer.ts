@@ -14,6 +14,7 @@ import {
   ChunkVerificationError, InvalidChunkKeyError, KvProtocolError, RequestRejectedError, StreamEndedError, TooManyKeysError,
   TransferAbortedError
 } from './errors.js'
+import { ChunkEncodingError, decodePlanes, encodePlanes, PLANES_ENCODING, SUPPORTED_ENCODINGS } from './encoding.js'
 import { copyInto, decodeFrames, encodeFrame, encodeVarint, sendWithBackpressure, streamSink, streamSource } from './frames.js'
 import { decodeKvHeader, decodeKvRequest } from './messages.js'
 import type { FetchedChunk, KvChunkProvider, KvPeerPolicy, KvTransfer, KvTransferComponents, KvTransferInit, KvTransferStats, PeerOffence } from './index.js'
@@ -110,6 +111,7 @@ export class KvTransferService implements KvTransfer, Startable {
   private readonly maxOutboundStreams: number
   private readonly maxServesPerPeer: number
   private readonly policy?: KvPeerPolicy
+  private readonly compression: boolean
   private readonly log: Logger
   private started = false
   private shutdown = new AbortController()
@@ -126,6 +128,8 @@ export class KvTransferService implements KvTransfer, Startable {
     notFoundServed: 0,
     chunksFetched: 0,
     bytesFetched: 0,
+    wireBytesServed: 0,
+    wireBytesFetched: 0,
     requestsSent: 0,
     verificationFailures: 0,
     limitOffences: 0,
@@ -149,6 +153,7 @@ export class KvTransferService implements KvTransfer, Startable {
     this.maxOutboundStreams = init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
     this.maxServesPerPeer = init.maxServesPerPeer ?? DEFAULT_MAX_SERVES_PER_PEER
     this.policy = init.policy
+    this.compression = init.compression ?? true
     if (!Number.isInteger(this.maxChunksPerRequest) || this.maxChunksPerRequest < 1 || this.maxChunksPerRequest > MAX_KEYS_PER_REQUEST) {
       throw new InvalidParametersError(`maxChunksPerRequest must be 1..${MAX_KEYS_PER_REQUEST}`)
     }
@@ -227,7 +232,8 @@ export class KvTransferService implements KvTransfer, Startable {
       const keys = request.keys
       this.counters.keysRequested += keys.length
       this.log.trace('serving %d keys to %s', keys.length, stream.id)
-      await pipe(this.answerFrames(keys, signal), streamSink(stream, { signal }))
+      const encode = this.compression && request.acceptEncodings.includes(PLANES_ENCODING)
+      await pipe(this.answerFrames(keys, encode, signal), streamSink(stream, { signal }))
       await stream.close({ signal })
     } catch (err) {
       this.counters.serveErrors++
@@ -318,7 +324,7 @@ export class KvTransferService implements KvTransfer, Startable {
   }
 
   /** The response, frame by frame: an it-pipe source that reads the next chunk while the current one is sent. */
-  private async * answerFrames (keys: Array<Uint8Array<ArrayBuffer>>, signal: AbortSignal): AsyncGenerator<Uint8Array | Uint8ArrayList, void, undefined> {
+  private async * answerFrames (keys: Array<Uint8Array<ArrayBuffer>>, encode: boolean, signal: AbortSignal): AsyncGenerator<Uint8Array | Uint8ArrayList, void, undefined> {
     let next: Promise<Loaded> | undefined = keys[0] != null ? this.load(keys[0]) : undefined
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i] as Uint8Array<ArrayBuffer>
@@ -336,13 +342,24 @@ export class KvTransferService implements KvTransfer, Startable {
         continue
       }
       const bytes = loaded.bytes
-      yield encodeFrame(KvHeader.encode({ status: KvHeader.Status.FOUND, key, size: bytes.byteLength, sha256: loaded.digest }))
-      for (let offset = 0; offset < bytes.byteLength; offset += this.maxFrameBytes) {
-        const part = bytes.subarray(offset, Math.min(offset + this.maxFrameBytes, bytes.byteLength))
+      // encoded only when the client asked and it saves bytes on the link (see encoding.ts)
+      const encoded = encode ? encodePlanes(bytes) : undefined
+      const body = encoded ?? bytes
+      yield encodeFrame(KvHeader.encode({
+        status: KvHeader.Status.FOUND,
+        key,
+        size: bytes.byteLength,
+        sha256: loaded.digest,
+        encoding: encoded != null ? PLANES_ENCODING : '',
+        encodedSize: encoded?.byteLength ?? 0
+      }))
+      for (let offset = 0; offset < body.byteLength; offset += this.maxFrameBytes) {
+        const part = body.subarray(offset, Math.min(offset + this.maxFrameBytes, body.byteLength))
         yield new Uint8ArrayList(encodeVarint(part.byteLength), part)
       }
       this.counters.chunksServed++
       this.counters.bytesServed += bytes.byteLength
+      this.counters.wireBytesServed += body.byteLength
     }
   }
 
@@ -368,7 +385,7 @@ export class KvTransferService implements KvTransfer, Startable {
     signal.addEventListener('abort', onAbort, { once: true })
     let finished = false
     try {
-      const request = KvRequest.encode({ fingerprint: this.modelFingerprint, keys: keyBytes })
+      const request = KvRequest.encode({ fingerprint: this.modelFingerprint, keys: keyBytes, acceptEncodings: this.compression ? [...SUPPORTED_ENCODINGS] : [] })
       try {
         await sendWithBackpressure(stream, encodeFrame(request), { signal })
         await stream.close({ signal })
@@ -406,6 +423,8 @@ export class KvTransferService implements KvTransfer, Startable {
       const r = await it.next()
       return r.done === true ? undefined : r.value
     }
+    // encoded chunks are received here and decoded into memory of their own (kept between chunks)
+    const wireScratch = { buffer: Buffer.alloc(0) }
     try {
       for (let i = 0; i < keys.length; i++) {
         const key = keys[i] as string
@@ -421,7 +440,7 @@ export class KvTransferService implements KvTransfer, Startable {
           throw new KvProtocolError(`answer ${i} is for key ${toHex(header.key).slice(0, 16)}..., expected ${key.slice(0, 16)}...`)
         }
         if (header.status === KvHeader.Status.FOUND) {
-          const bytes = await this.readChunk(next, key, header)
+          const bytes = await this.readChunk(next, key, header, wireScratch)
           this.counters.chunksFetched++
           this.counters.bytesFetched += bytes.byteLength
           yield { key, status: 'found', bytes }
@@ -446,22 +465,40 @@ export class KvTransferService implements KvTransfer, Startable {
     }
   }
 
-  private async readChunk (next: (maxBytes: number) => Promise<Uint8ArrayList | undefined>, key: string, header: KvHeader): Promise<Uint8Array> {
+  private async readChunk (next: (maxBytes: number) => Promise<Uint8ArrayList | undefined>, key: string, header: KvHeader, wireScratch: { buffer: Buffer }): Promise<Uint8Array> {
     if (header.size > this.maxChunkBytes) throw new KvProtocolError(`chunk of ${header.size} bytes exceeds the limit of ${this.maxChunkBytes}`)
     if (header.sha256.byteLength !== 32) throw new KvProtocolError(`sha256 of ${header.sha256.byteLength} bytes`)
+    const encoded = header.encoding !== ''
+    if (encoded && !(this.compression && (SUPPORTED_ENCODINGS as readonly string[]).includes(header.encoding))) {
+      throw new KvProtocolError(`chunk in encoding ${JSON.stringify(header.encoding.slice(0, 40))}, which was not asked for`)
+    }
+    const wireSize = encoded ? header.encodedSize : header.size
+    if (encoded && (wireSize === 0 || wireSize > this.maxChunkBytes)) throw new KvProtocolError(`encoded chunk of ${wireSize} bytes`)
+    if (encoded && wireScratch.buffer.length < wireSize) wireScratch.buffer = Buffer.allocUnsafeSlow(wireSize)
     // not zero-filled: every byte is overwritten below, or the buffer is dropped with an error
-    const bytes = header.size === 0 ? EMPTY : Buffer.allocUnsafeSlow(header.size)
+    const wire = wireSize === 0 ? EMPTY : encoded ? wireScratch.buffer.subarray(0, wireSize) : Buffer.allocUnsafeSlow(wireSize)
     let received = 0
-    while (received < header.size) {
+    while (received < wireSize) {
       const frame = await next(MAX_FRAME_BYTES)
-      if (frame == null) throw new StreamEndedError(`stream ended after ${received} of ${header.size} bytes of chunk ${key}`)
+      if (frame == null) throw new StreamEndedError(`stream ended after ${received} of ${wireSize} bytes of chunk ${key}`)
       if (frame.byteLength === 0) throw new KvProtocolError('empty data frame')
-      if (received + frame.byteLength > header.size) {
+      if (received + frame.byteLength > wireSize) {
         this.counters.verificationFailures++
-        throw new ChunkVerificationError(key, `more bytes than the declared size of ${header.size}`)
+        throw new ChunkVerificationError(key, `more bytes than the declared size of ${wireSize}`)
       }
-      copyInto(frame, bytes, received)
+      copyInto(frame, wire, received)
       received += frame.byteLength
+    }
+    this.counters.wireBytesFetched += wireSize
+    let bytes: Uint8Array = wire
+    if (encoded) {
+      try {
+        bytes = decodePlanes(wire, header.size)
+      } catch (err) {
+        if (!(err instanceof ChunkEncodingError)) throw err
+        this.counters.verificationFailures++
+        throw new ChunkVerificationError(key, err.message)
+      }
     }
     if (!equalBytes(sha256(bytes), header.sha256)) {
       this.counters.verificationFailures++

@@ -1,5 +1,5 @@
 import { KvHeader, KvRequest } from '../../protocols/kv.js'
-import { MAX_KEYS_PER_REQUEST } from './constants.js'
+import { MAX_ACCEPT_ENCODINGS, MAX_KEYS_PER_REQUEST } from './constants.js'
 import { KvProtocolError, TooManyKeysError } from './errors.js'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
@@ -15,9 +15,9 @@ export const KEY_BYTES = 32
 export function decodeKvRequest (frame: Uint8Array | Uint8ArrayList, maxKeys = MAX_KEYS_PER_REQUEST): KvRequest {
   let request: KvRequest
   try {
-    request = KvRequest.decode(frame, { limits: { keys: maxKeys } })
+    request = KvRequest.decode(frame, { limits: { keys: maxKeys, acceptEncodings: MAX_ACCEPT_ENCODINGS } })
   } catch (err) {
-    if ((err as Error)?.name === 'MaxLengthError') throw new TooManyKeysError(`too many keys: at most ${maxKeys} per request`)
+    if ((err as Error)?.name === 'MaxLengthError' && (err as Error).message.includes('"keys"')) throw new TooManyKeysError(`too many keys: at most ${maxKeys} per request`)
     throw new KvProtocolError(`malformed request: ${(err as Error)?.message ?? String(err)}`)
   }
   for (const key of request.keys) {

@@ -7,6 +7,8 @@ import { expect } from 'chai'
 import fc from 'fast-check'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { KvTransferService } from '../../src/transfer/kv-transfer.js'
+import { decodePlanes, encodePlanes } from '../../src/transfer/encoding.js'
+import { f16Payload } from '../fixtures/f16.js'
 import {
   decodeFrames, decodeKvHeader, decodeKvRequest, encodeFrame, FrameDecoder, KvHeader, KvRequest, MAX_FRAME_BYTES, MAX_HEADER_BYTES, MAX_KEYS_PER_REQUEST
 } from '../../src/transfer/index.js'
@@ -93,6 +95,16 @@ describe('fuzz: kv wire (protocols/kv.ts, src/transfer)', function () {
         for (const key of request.keys) expect(key.byteLength).to.equal(32)
         expect(request.fingerprint).to.be.a('string')
       }, ['KvProtocolError', 'TooManyKeysError']))
+    }), params)
+  })
+
+  it(`decodePlanes: ${RUNS} random and mutated encoded chunks decode to exactly the declared size or give a typed error`, () => {
+    const bases = [2_001, 5_000, 40_000].map((n) => encodePlanes(f16Payload(n, n)) as Uint8Array)
+    expect(bases.every(b => b instanceof Uint8Array)).to.equal(true)
+    fc.assert(fc.property(fuzzBytes(bases, 4096), fc.constantFrom(0, 1, 100, 2_001, 5_000, 40_000, 1 << 20), (bytes, size) => {
+      tally.add('decodePlanes', outcome(() => {
+        expect(decodePlanes(bytes, size).byteLength).to.equal(size)
+      }, ['ChunkEncodingError']))
     }), params)
   })
 

@@ -2,8 +2,9 @@ import '../../src/polyfill.js'
 import { createHash } from 'node:crypto'
 import { expect } from 'chai'
 import {
-  encodeFrame, encodeVarint, KV_PROTOCOL, KvHeader, KvRequest, MAX_HEADER_BYTES, MAX_REQUEST_BYTES
+  encodeFrame, encodePlanes, encodeVarint, KV_PROTOCOL, KvHeader, KvRequest, MAX_HEADER_BYTES, MAX_REQUEST_BYTES, PLANES_ENCODING
 } from '../../src/transfer/index.js'
+import { f16Payload } from '../fixtures/f16.js'
 import { collect, equalBytes, payload, randomKey, readFirstFrame, readFrames, startNode, stopAll, waitFor } from './helpers.js'
 import type { FetchedChunk } from '../../src/transfer/index.js'
 import type { TestNode } from './helpers.js'
@@ -112,6 +113,78 @@ describe('kv transfer', function () {
     results.flat().forEach((a, i) => {
       expect(a.status).to.equal('found')
       expect(equalBytes((a as Extract<FetchedChunk, { status: 'found' }>).bytes, payload(i, 300_000))).to.equal(true)
+    })
+  })
+
+  describe('encodings', () => {
+    /** f16-shaped chunks (compressible like KV data), one random (incompressible), one the server lacks */
+    function kvShaped (): { keys: string[], chunks: Map<string, Uint8Array> } {
+      const keys = Array.from({ length: 6 }, randomKey)
+      const chunks = new Map<string, Uint8Array>()
+      const sizes = [590_488, 10_001, 300_000, 64]
+      keys.slice(0, 4).forEach((k, i) => { chunks.set(k, f16Payload(i + 1, sizes[i] as number)) })
+      chunks.set(keys[4] as string, payload(5, 200_000))
+      for (const [k, b] of chunks) server.store.put(k, b)
+      return { keys, chunks }
+    }
+
+    async function fetchAll (from: TestNode, keys: string[], chunks: Map<string, Uint8Array>): Promise<void> {
+      const answers = await collect(from.node.transfer.fetch(server.node.peerId, keys))
+      expect(answers.map(a => a.status)).to.deep.equal(['found', 'found', 'found', 'found', 'found', 'not-found'])
+      for (const a of answers) {
+        if (a.status === 'found') expect(equalBytes(a.bytes, chunks.get(a.key)), a.key).to.equal(true)
+      }
+    }
+
+    it('moves KV-shaped chunks in fewer bytes, byte-identical after decoding', async () => {
+      const { keys, chunks } = kvShaped()
+      await fetchAll(client, keys, chunks)
+      const c = client.node.transfer.stats()
+      const s = server.node.transfer.stats()
+      const total = [...chunks.values()].reduce((n, b) => n + b.byteLength, 0)
+      expect(c.bytesFetched).to.equal(total)
+      expect(c.wireBytesFetched).to.equal(s.wireBytesServed)
+      // the random chunk (200 KB) goes as it is; the f16 ones (900 KB) shrink by more than 10 %
+      expect(c.wireBytesFetched).to.be.below(total - 90_000)
+      expect(c.verificationFailures).to.equal(0)
+    })
+
+    it('sends chunks as they are to a client that does not ask, and a server that does not encode ignores the ask', async () => {
+      const { keys, chunks } = kvShaped()
+      const plain = await startNode({ peers: [server.addr], transfer: { compression: false } })
+      nodes.push(plain)
+      await fetchAll(plain, keys, chunks)
+      expect(plain.node.transfer.stats().wireBytesFetched).to.equal(plain.node.transfer.stats().bytesFetched)
+
+      const plainServer = await startNode({ transfer: { compression: false } })
+      nodes.push(plainServer)
+      for (const [k, b] of chunks) plainServer.store.put(k, b)
+      const asker = await startNode({ peers: [plainServer.addr] })
+      nodes.push(asker)
+      const answers = await collect(asker.node.transfer.fetch(plainServer.node.peerId, keys.slice(0, 1)))
+      expect(equalBytes((answers[0] as Extract<FetchedChunk, { status: 'found' }>).bytes, chunks.get(keys[0] as string))).to.equal(true)
+      expect(plainServer.node.transfer.stats().wireBytesServed).to.equal(590_488)
+    })
+
+    it('refuses an encoding it did not ask for, and a malformed encoded chunk', async () => {
+      const bytes = f16Payload(9, 50_000)
+      const encoded = encodePlanes(bytes) as Uint8Array
+      const found = (key: Uint8Array, encoding: string, sent: Uint8Array): ReturnType<typeof encodeFrame> => encodeFrame(KvHeader.encode({
+        status: KvHeader.Status.FOUND, key: key as Uint8Array<ArrayBuffer>, size: bytes.byteLength, sha256: sha256(bytes) as Uint8Array<ArrayBuffer>, encoding, encodedSize: sent.byteLength
+      }))
+      await rogueServer(server, (key, stream) => { stream.send(found(key, 'zstd', encoded)); stream.send(encodeFrame(encoded)) })
+      await expectRejection(collect(client.node.transfer.fetch(server.node.peerId, [randomKey()])), 'KvProtocolError')
+
+      const plain = await startNode({ peers: [server.addr], transfer: { compression: false } })
+      nodes.push(plain)
+      await rogueServer(server, (key, stream) => { stream.send(found(key, PLANES_ENCODING, encoded)); stream.send(encodeFrame(encoded)) })
+      await expectRejection(collect(plain.node.transfer.fetch(server.node.peerId, [randomKey()])), 'KvProtocolError')
+
+      const corrupt = Buffer.from(encoded)
+      corrupt.fill(0xff, 4, 64)
+      await rogueServer(server, (key, stream) => { stream.send(found(key, PLANES_ENCODING, corrupt)); stream.send(encodeFrame(corrupt)) })
+      await expectRejection(collect(client.node.transfer.fetch(server.node.peerId, [randomKey()])), 'ChunkVerificationError')
+      expect(client.node.transfer.stats().verificationFailures).to.equal(1)
     })
   })
 
