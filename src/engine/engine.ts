@@ -292,8 +292,11 @@ export class Engine {
   }
 }
 
-/** Largest saved state read into the kept buffer; bigger ones get their own memory. */
-const MAX_SAVE_BUFFER_BYTES = 128 * 1024 * 1024
+/**
+ * Largest saved state read into the kept buffer (~1,900 tokens of the Gemma-3-270M shape); bigger ones
+ * get their own memory, so that one long prompt does not pin a state's worth of RAM on a 512 MB board.
+ */
+const MAX_SAVE_BUFFER_BYTES = 32 * 1024 * 1024
 
 /**
  * node-llama-cpp keeps the GGUF metadata as parsed, vocabulary included: for Gemma-3 262,144 token strings
