@@ -559,7 +559,10 @@ describe('hardening', function () {
       const bChunks = (await status(b)).cache.chunks
       await waitUntil('B\'s catalog to reach A', async () => await holds(a, b, bChunks))
       await namespace().exec('ip', ['link', 'set', 'lo', 'mtu', '1500'])
-      await namespace().exec('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', '512kbit', 'burst', '16kb', 'latency', '500ms'])
+      // slow enough that the rest of the transfer outlasts noticing the first chunk and killing B (chunks
+      // travel encoded, ~0.85 of their size and less for the tiny model's)
+      await namespace().exec('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', '128kbit', 'burst', '16kb', 'latency', '2000ms'])
+      let back: CliNode | undefined
       try {
         const bytesIn = async (): Promise<number> => {
           const text = await namespace().exec('curl', ['-s', `${a.api}/metrics`])
@@ -574,10 +577,16 @@ describe('hardening', function () {
       } finally {
         await namespace().exec('tc', ['qdisc', 'del', 'dev', 'lo', 'root'])
         await namespace().exec('ip', ['link', 'set', 'lo', 'mtu', '65536'])
+        // B restarts on the same data (also when the above failed: the tests after this one need it)
+        if (b.child.exitCode == null && b.child.signalCode == null) {
+          const exited = new Promise((resolve) => b.child.once('exit', resolve))
+          b.child.kill('SIGKILL')
+          await exited
+        }
+        back = await member('b', 18_202)
+        nodes[1] = back
       }
-      // B restarts on the same data: its store reopens whole, and it serves again
-      const back = await member('b', 18_202)
-      nodes[1] = back
+      // its store reopens whole, and it serves again
       const s = await status(back)
       expect(s.peerId).to.equal(b.peerId)
       expect(s.cache.chunks).to.equal(bChunks)
