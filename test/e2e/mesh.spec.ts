@@ -122,7 +122,7 @@ describe('mesh of three nodes (root: network namespace)', function () {
     // a Wi-Fi-slow loopback so that the transfer takes seconds, then B dies in the middle of it
     // (tbf drops packets larger than its bucket: loopback's 64 KiB MTU goes down to Ethernet's first)
     await (ns as NetNamespace).exec('ip', ['link', 'set', 'lo', 'mtu', '1500'])
-    await (ns as NetNamespace).exec('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', '512kbit', 'burst', '16kb', 'latency', '500ms'])
+    await (ns as NetNamespace).exec('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', '128kbit', 'burst', '16kb', 'latency', '2000ms'])
     try {
       const before = counter(await metrics(a), 'promptmesh_kv_bytes_received_total')
       const prompt = `${prefix}What is a base?`
