@@ -561,7 +561,7 @@ describe('hardening', function () {
       await namespace().exec('ip', ['link', 'set', 'lo', 'mtu', '1500'])
       // slow enough that the rest of the transfer outlasts noticing the first chunk and killing B (chunks
       // travel encoded, ~0.85 of their size and less for the tiny model's)
-      await namespace().exec('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', '128kbit', 'burst', '16kb', 'latency', '2000ms'])
+      await namespace().exec('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', '256kbit', 'burst', '16kb', 'latency', '2000ms'])
       let back: CliNode | undefined
       try {
         const bytesIn = async (): Promise<number> => {
@@ -570,7 +570,7 @@ describe('hardening', function () {
         }
         const before = await bytesIn()
         const pending = query(a, `${prefix}What is a gene?`)
-        await waitUntil('the first chunk to arrive', async () => await bytesIn() > before, 30_000)
+        await waitUntil('the first chunk to arrive', async () => await bytesIn() > before, 90_000)
         b.child.kill('SIGKILL')
         const res = await pending
         expect(res.cache.reusedTokens).to.be.below(Math.floor(res.promptTokens / 32) * 32)
