@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { mkdir, open, readdir, rename, rm, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
+import { FileShrankError, readWhole, writeAll } from '../file-io.js'
 import { CHUNK_FILE_HEADER_BYTES, CHUNK_FILE_MAGIC, CHUNK_FILE_VERSION, DEFAULT_CACHE_MAX_BYTES, MAX_CHUNK_BYTES } from './constants.js'
 import { ChunkCorruptError, StoreWriteError } from './errors.js'
 import { isChunkKey } from './keys.js'
@@ -171,7 +172,7 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
     try {
       file = await readChunkFile(this.chunkPath(key), entry.bytes, alloc)
     } catch (err) {
-      if (err instanceof ChunkCorruptError) return await this.removeCorrupt(key, err)
+      if (err instanceof ChunkCorruptError || err instanceof FileShrankError) return await this.removeCorrupt(key, err)
       // evicted meanwhile: not a problem; otherwise deleted (or made unreadable) behind our back
       if (this.index.get(key) === entry) {
         this.missingRemoved++
@@ -203,7 +204,6 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
     if (this.index.has(key)) { this.touch(key); return false }
     if (payload.length + CHUNK_FILE_HEADER_BYTES > this.maxBytes) throw new StoreWriteError(`chunk of ${payload.length} bytes exceeds the store's budget of ${this.maxBytes}`)
     const head = chunkFileHeader(payload)
-    const fileBytes = head.length + payload.length
     const tmp = join(this.dir, 'tmp', `${key}.${randomBytes(6).toString('hex')}`)
     const dest = this.chunkPath(key)
     try {
@@ -213,13 +213,7 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
       const fh = await open(tmp, 'w')
       try {
         // header and payload in one call, without concatenating them (megabytes of garbage per prompt)
-        let at = 0
-        while (at < fileBytes) {
-          const { bytesWritten } = at < head.length
-            ? await fh.writev([head.subarray(at), payload], at)
-            : await fh.write(payload, at - head.length, fileBytes - at, at)
-          at += bytesWritten
-        }
+        await writeAll(fh, [head, payload])
         await fh.sync()
       } finally {
         await fh.close()
@@ -234,6 +228,7 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
       throw new StoreWriteError(`cannot store chunk ${key}: ${why}`)
     }
     if (this.index.has(key)) return false // a concurrent put of the same key won
+    const fileBytes = head.length + payload.length
     this.index.set(key, { bytes: fileBytes })
     this.totalBytes += fileBytes
     this.emit('added', key)
@@ -290,24 +285,12 @@ export class ChunkStore extends EventEmitter<ChunkStoreEvents> {
  * The whole file, read into `alloc`'s memory. A file of another size than the store wrote was truncated
  * or replaced behind its back: refused (ChunkCorruptError) without reading it.
  */
-async function readChunkFile (path: string, writtenBytes: number, alloc: (bytes: number) => Buffer = Buffer.allocUnsafe): Promise<Buffer> {
-  const fh = await open(path, 'r')
-  try {
-    const st = await fh.stat()
+async function readChunkFile (path: string, writtenBytes: number, alloc?: (bytes: number) => Buffer): Promise<Buffer> {
+  return await readWhole(path, alloc, (st) => {
     // something else where the file should be: as good as deleted
     if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' })
-    const size = st.size
-    if (size !== writtenBytes) throw new ChunkCorruptError(`chunk file holds ${size} bytes, ${writtenBytes} were written`)
-    const file = alloc(size).subarray(0, size)
-    for (let at = 0; at < size;) {
-      const { bytesRead } = await fh.read(file, at, size - at, at)
-      if (bytesRead === 0) throw new ChunkCorruptError('chunk file shrank while it was read')
-      at += bytesRead
-    }
-    return file
-  } finally {
-    await fh.close()
-  }
+    if (st.size !== writtenBytes) throw new ChunkCorruptError(`chunk file holds ${st.size} bytes, ${writtenBytes} were written`)
+  })
 }
 
 export function encodeChunkFile (payload: Uint8Array): Buffer {

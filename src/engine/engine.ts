@@ -1,13 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, existsSync } from 'node:fs'
-import { rm, stat, writeFile } from 'node:fs/promises'
+import { rm, stat } from 'node:fs/promises'
 import { tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { getLlama, LlamaLogLevel, resolveChatWrapper, resolveModelFile } from 'node-llama-cpp'
+import { readWhole } from '../file-io.js'
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE, DEFAULT_STATE_TMP_DIR, DEFAULT_THREADS } from './constants.js'
 import { ModelLoadError, StateLoadError } from './errors.js'
 import { layoutOf, parseState } from './state-codec.js'
-import { createStateDir, readWhole, StateFiles } from './state-files.js'
+import { createStateDir, StateFiles } from './state-files.js'
 import type { ParsedState, StateLayout } from './state-codec.js'
 import type { Logger } from '@libp2p/interface'
 import type { ChatHistoryItem, Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp'
@@ -226,29 +227,20 @@ export class Engine {
     const file = join(this.tmpDir, `save-${randomBytes(6).toString('hex')}.ggsq`)
     try {
       await this.sequence.saveStateToFile(file)
-      const size = (await stat(file)).size
-      if (size > this.saveBuffer.length && size <= MAX_SAVE_BUFFER_BYTES) this.saveBuffer = Buffer.allocUnsafeSlow(Math.min(MAX_SAVE_BUFFER_BYTES, Math.ceil(size * 1.25)))
-      return parseState(await readWhole(file, this.saveBuffer))
+      return parseState(await readWhole(file, (size) => {
+        if (size > MAX_SAVE_BUFFER_BYTES) return Buffer.allocUnsafe(size)
+        if (size > this.saveBuffer.length) this.saveBuffer = Buffer.allocUnsafeSlow(Math.min(MAX_SAVE_BUFFER_BYTES, Math.ceil(size * 1.25)))
+        return this.saveBuffer
+      }))
     } finally {
       await rm(file, { force: true })
     }
   }
 
   /**
-   * Loads a state the caller has already validated (parseState). On failure the sequence is replaced:
-   * a failed iSWA load leaves cells behind that node-llama-cpp does not know about.
+   * Loads a state file the caller has already validated (parseState; see `states`). On failure the
+   * sequence is replaced: a failed iSWA load leaves cells behind that node-llama-cpp does not know about.
    */
-  async loadState (bytes: Buffer): Promise<void> {
-    const file = join(this.tmpDir, `load-${randomBytes(6).toString('hex')}.ggsq`)
-    try {
-      await writeFile(file, bytes)
-      await this.loadStateFile(file)
-    } finally {
-      await rm(file, { force: true })
-    }
-  }
-
-  /** Like loadState, from a validated file (see `states`). */
   async loadStateFile (file: string): Promise<void> {
     try {
       await this.sequence.loadStateFromFile(file, { acceptRisk: true })

@@ -281,14 +281,7 @@ export function cutCells (state: ParsedState, first: number, blockTokens: number
       }
       // transposed V: row j holds every cell's element j; take this block's cells from each row
       const rowBytes = cache.cellCount * l.vUnitBytes
-      for (let j = 0; j < l.nEmbdV; j++) {
-        const rowStart = l.vOffset + j * rowBytes
-        if (contiguous) {
-          w += src.copy(out, w, rowStart + (idx[0] as number) * l.vUnitBytes, rowStart + ((idx[0] as number) + idx.length) * l.vUnitBytes)
-        } else {
-          for (const i of idx) w += src.copy(out, w, rowStart + i * l.vUnitBytes, rowStart + (i + 1) * l.vUnitBytes)
-        }
-      }
+      for (let j = 0; j < l.nEmbdV; j++) w = copyRows(src, l.vOffset + j * rowBytes, l.vUnitBytes, idx, contiguous, out, w)
     }
   })
   if (w !== size) throw new Error(`cut ${w} bytes, sized ${size}`)

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { writeWhole } from '../file-io.js'
 
 interface Entry { path: string, bytes: number }
 
@@ -89,39 +90,5 @@ function processAlive (pid: number): boolean {
   } catch (err) {
     // EPERM: it exists, it is just not ours
     return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-/**
- * Writes `bytes` to a new file with as few system calls as the kernel allows (writeFile goes through
- * the thread pool in 512 KiB pieces: 30+ round trips for a state of a few hundred tokens).
- */
-async function writeWhole (path: string, bytes: Buffer): Promise<void> {
-  const fh = await open(path, 'w')
-  try {
-    let at = 0
-    while (at < bytes.length) at += (await fh.write(bytes, at, bytes.length - at, at)).bytesWritten
-  } finally {
-    await fh.close()
-  }
-}
-
-/**
- * Reads a whole file into `into` when it fits (else into fresh memory) with as few system calls as
- * the kernel allows; returns the bytes read (a view of `into` when it fit).
- */
-export async function readWhole (path: string, into?: Buffer): Promise<Buffer> {
-  const fh = await open(path, 'r')
-  try {
-    const { size } = await fh.stat()
-    const out = into != null && size <= into.length ? into.subarray(0, size) : Buffer.allocUnsafe(size)
-    for (let at = 0; at < size;) {
-      const { bytesRead } = await fh.read(out, at, size - at, at)
-      if (bytesRead === 0) throw new Error(`${path} shrank while it was read`)
-      at += bytesRead
-    }
-    return out
-  } finally {
-    await fh.close()
   }
 }
