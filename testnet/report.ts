@@ -62,6 +62,8 @@ export interface RunHeader {
   }
   machine: MachineInfo
   /** how queries were scheduled */
+  /** every strategy ran this many times, in alternating order (absent: once) */
+  passes?: number
   concurrency: string
   notes: string[]
   cleanup?: { ok: boolean, failures: string[] }
@@ -237,9 +239,10 @@ export function calibrationLine (c: Calibration): string {
 
 function queryRows (queries: QueryRecord[]): string[][] {
   const rounds = queries.some(q => (q.round ?? 0) > 0)
-  const rows = [['strategy', '#', ...(rounds ? ['round'] : []), 'node', 'subject', 'prompt tok', 'TTFT s', 'TTLT s', 'source', 'reused', 'MB', 'req', 'empty', 'settle s', 'note']]
+  const passes = queries.some(q => q.pass != null)
+  const rows = [['strategy', ...(passes ? ['pass'] : []), '#', ...(rounds ? ['round'] : []), 'node', 'subject', 'prompt tok', 'TTFT s', 'TTLT s', 'source', 'reused', 'MB', 'req', 'empty', 'settle s', 'note']]
   for (const q of queries) {
-    rows.push([q.strategy, String(q.index), ...(rounds ? [String(q.round ?? 0)] : []), String(q.node), q.subject ?? '', String(q.promptTokens), s(q.ttftMs), s(q.ttltMs), q.source,
+    rows.push([q.strategy, ...(passes ? [String((q.pass ?? 0) + 1)] : []), String(q.index), ...(rounds ? [String(q.round ?? 0)] : []), String(q.node), q.subject ?? '', String(q.promptTokens), s(q.ttftMs), s(q.ttltMs), q.source,
       String(q.reusedTokens), mb(q.bytesFetched), String(q.requests), String(q.emptyRequests),
       q.settleMs === undefined ? '' : q.settleMs === null ? 'timeout' : (q.settleMs / 1000).toFixed(2),
       [q.fetchSkipped === true ? 'fetch skipped' : '', q.error ?? ''].filter(Boolean).join('; ')])

@@ -35,6 +35,35 @@ export type TestnetEvent =
   | { type: 'warn', text: string }
   | { type: 'query', strategy: Strategy, done: number, total: number, record: QueryRecord }
 
+/**
+ * The order strategies run in: pass p runs them as listed when p is even, reversed when odd, so with
+ * two passes each strategy runs once early and once late and a machine that drifts (another tenant,
+ * the page cache) favours none of them (an ABBA design).
+ */
+export function passOrder (strategies: Strategy[], passes: number): Array<{ pass: number, strategy: Strategy }> {
+  const out: Array<{ pass: number, strategy: Strategy }> = []
+  for (let pass = 0; pass < passes; pass++) {
+    for (const strategy of pass % 2 === 0 ? strategies : [...strategies].reverse()) out.push({ pass, strategy })
+  }
+  return out
+}
+
+/** Mesh counters of two passes of the same strategy, added up. */
+export function addTotals (a: MeshTotals | undefined, b: MeshTotals): MeshTotals {
+  if (a == null) return b
+  const sum = (x?: number, y?: number): number | undefined => x == null && y == null ? undefined : (x ?? 0) + (y ?? 0)
+  return {
+    fetchRequests: a.fetchRequests + b.fetchRequests,
+    fetchRequestsWasted: a.fetchRequestsWasted + b.fetchRequestsWasted,
+    kvRequestsServed: a.kvRequestsServed + b.kvRequestsServed,
+    kvBytesServed: a.kvBytesServed + b.kvBytesServed,
+    ...(sum(a.kvWireBytesServed, b.kvWireBytesServed) != null ? { kvWireBytesServed: sum(a.kvWireBytesServed, b.kvWireBytesServed) } : {}),
+    catalogPublished: a.catalogPublished + b.catalogPublished,
+    catalogReceived: a.catalogReceived + b.catalogReceived,
+    catalogFalsePositives: a.catalogFalsePositives + b.catalogFalsePositives
+  }
+}
+
 /** The most CPU one node's quota may have: the machine's budget shared by the nodes that can be busy at once. */
 function quotaBudget (nodes: number): number {
   return (availableParallelism() * CPU_BUDGET_FRACTION) / Math.min(Math.max(1, nodes), BUSY_NODES)
@@ -45,6 +74,8 @@ export interface TestnetInit {
   profile: Profile
   workload: Workload
   strategies: Strategy[]
+  /** run every strategy this many times, in alternating order (see passOrder; default 1) */
+  passes?: number
   model: { path: string, label: string }
   maxTokens: number
   /** report directory (node logs go to <out>/logs) */
@@ -232,11 +263,12 @@ interface StrategyContext {
 }
 
 /** N fresh nodes on empty caches: start, warm up, mesh, throttle, replay the workload, count, stop. */
-async function runStrategy (ctx: StrategyContext, strategy: Strategy): Promise<MeshTotals> {
+async function runStrategy (ctx: StrategyContext, strategy: Strategy, pass: number): Promise<MeshTotals> {
   const { init, host, emit } = ctx
   const { signal, workload } = init
+  const passes = init.passes ?? 1
   signal.throwIfAborted()
-  emit({ type: 'phase', text: `${strategy}: starting ${init.nodes} nodes with empty caches` })
+  emit({ type: 'phase', text: `${strategy}${passes > 1 ? ` (pass ${pass + 1} of ${passes})` : ''}: starting ${init.nodes} nodes with empty caches` })
   const nodes: TestnetNode[] = []
   const dataRoot = join(ctx.workDir, strategy)
   const start = async (i: number): Promise<TestnetNode> => await startTestnetNode(host, {
@@ -275,6 +307,7 @@ async function runStrategy (ctx: StrategyContext, strategy: Strategy): Promise<M
     for (const q of workload.queries) {
       signal.throwIfAborted()
       const record = await runQuery(ctx, strategy, nodes, q)
+      if (passes > 1) record.pass = pass
       ctx.records.push(record)
       emit({ type: 'query', strategy, done: ++done, total: workload.queries.length, record })
     }
@@ -362,6 +395,7 @@ export async function runTestnet (init: TestnetInit): Promise<TestnetResult> {
   let incomplete: string | undefined
   let failure: unknown
   const threads = init.threads ?? profile.threads ?? DEFAULT_THREADS
+  const passes = init.passes ?? 1
 
   emit({ type: 'phase', text: `testnet ${runId}: ${init.nodes} nodes, profile ${profile.name}, ${workload.queries.length} queries × ${strategies.length} strategies` })
   try {
@@ -394,7 +428,7 @@ export async function runTestnet (init: TestnetInit): Promise<TestnetResult> {
 
     // ---------------------------------------------------------------- strategies
     const ctx: StrategyContext = { init, runId, host, workDir, limiter, quotaCores: calibration.quotaCores, threads, cleanup, emit, records, counters: {} }
-    for (const strategy of strategies) mesh[strategy] = await runStrategy(ctx, strategy)
+    for (const { pass, strategy } of passOrder(strategies, passes)) mesh[strategy] = addTotals(mesh[strategy], await runStrategy(ctx, strategy, pass))
   } catch (err) {
     failure = err
     incomplete = signal.aborted ? `interrupted (${(signal.reason as Error)?.message ?? 'aborted'})` : `failed: ${(err as Error).message}`
@@ -433,7 +467,8 @@ export async function runTestnet (init: TestnetInit): Promise<TestnetResult> {
       ...(qdiscs != null ? { qdiscs } : {})
     },
     machine: { ...machine },
-    concurrency: `one at a time, in workload order, each strategy on ${init.nodes} fresh nodes with empty caches (load average ${loadavg().map(v => v.toFixed(2)).join(' ')} at the end)`,
+    ...(passes > 1 ? { passes } : {}),
+    concurrency: `one at a time, in workload order, each strategy on ${init.nodes} fresh nodes with empty caches${passes > 1 ? `, in ${passes} passes: ${Array.from({ length: Math.min(passes, 2) }, (_, p) => passOrder(strategies, p + 1).filter(x => x.pass === p).map(x => x.strategy).join(', ')).join(', then ')}${passes > 2 ? ', and so on' : ''} (each strategy early and late: machine drift favours none)` : ''} (load average ${loadavg().map(v => v.toFixed(2)).join(' ')} at the end)`,
     notes,
     cleanup: { ok: failures.length === 0, failures }
   }

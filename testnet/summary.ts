@@ -13,6 +13,8 @@ export interface QueryRecord {
   subject?: string
   /** workload round: 0 first ask, r ≥ 1 the prompt asked again on another node (absent: 0) */
   round?: number
+  /** runs of several passes (--passes): which pass, 0-based (absent: 0) */
+  pass?: number
   promptTokens: number
   ttftMs: number
   ttltMs: number
@@ -117,7 +119,7 @@ export interface ExactMatch {
   equal: number
   /** prompt indices whose answer tokens differ from `none`'s */
   mismatched: number[]
-  /** per prompt index: equal to `none` (null: one of the two failed) */
+  /** per prompt index: equal to `none` in every pass (null: failed in every pass) */
   byIndex: Array<boolean | null>
 }
 
@@ -199,20 +201,28 @@ export function summarizeStrategy (records: QueryRecord[], mesh?: MeshTotals): S
 
 export function exactMatches (records: QueryRecord[], strategies: Strategy[]): ExactMatches | undefined {
   if (!strategies.includes('none')) return undefined
-  const ref = new Map(records.filter(r => r.strategy === 'none').map(r => [r.index, r]))
-  const indices = [...ref.keys()].sort((a, b) => a - b)
+  // each answer against none's for the same prompt in the same pass
+  const keyOf = (r: QueryRecord): string => `${r.pass ?? 0}/${r.index}`
+  const ref = new Map(records.filter(r => r.strategy === 'none').map(r => [keyOf(r), r]))
+  const indices = [...new Set(records.filter(r => r.strategy === 'none').map(r => r.index))].sort((a, b) => a - b)
+  const passes = [...new Set(records.map(r => r.pass ?? 0))].sort((a, b) => a - b)
   const out: ExactMatches = { reference: 'none', allEqual: true, strategies: {} }
   for (const strategy of strategies.filter(s => s !== 'none')) {
-    const mine = new Map(records.filter(r => r.strategy === strategy).map(r => [r.index, r]))
+    const mine = new Map(records.filter(r => r.strategy === strategy).map(r => [keyOf(r), r]))
     const m: ExactMatch = { compared: 0, equal: 0, mismatched: [], byIndex: [] }
     for (const i of indices) {
-      const a = ref.get(i)
-      const b = mine.get(i)
-      if (a == null || b == null || a.error != null || b.error != null) { m.byIndex[i] = null; continue }
-      const equal = a.tokens.length === b.tokens.length && a.tokens.every((t, k) => t === b.tokens[k])
-      m.compared++
-      if (equal) m.equal++; else m.mismatched.push(i)
-      m.byIndex[i] = equal
+      let verdict: boolean | null = null
+      for (const pass of passes) {
+        const a = ref.get(`${pass}/${i}`)
+        const b = mine.get(`${pass}/${i}`)
+        if (a == null || b == null || a.error != null || b.error != null) continue
+        const equal = a.tokens.length === b.tokens.length && a.tokens.every((t, k) => t === b.tokens[k])
+        m.compared++
+        if (equal) m.equal++
+        verdict = (verdict ?? true) && equal
+      }
+      if (verdict === false) m.mismatched.push(i)
+      m.byIndex[i] = verdict
     }
     if (m.equal !== m.compared || m.compared === 0) out.allEqual = false
     out.strategies[strategy] = m

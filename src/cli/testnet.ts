@@ -10,6 +10,9 @@ import { flag, int, num, parse, str, UsageError } from './args.js'
 import type { Strategy, TestnetEvent, TestnetReport } from '../../testnet/index.js'
 import type { ShapeName } from '../model/synth.js'
 
+/** More passes than this is a typo: each pass restarts every node for every strategy. */
+const MAX_PASSES = 10
+
 const USAGE = `promptmesh testnet [options]
 
 Runs a mesh of real nodes on this machine with Pi-class CPUs and Wi-Fi-class links, replays a
@@ -31,6 +34,8 @@ Options:
   --subjects N          MMLU/synthetic subjects (default: one per 6 queries)
   --max-prompt-chars N  leave out subjects with longer prompts (default 8000)
   --strategies LIST     comma-separated from ${STRATEGIES.join(',')} (default all)
+  --passes N            run every strategy N times, in the listed order, then reversed, and so on, so
+                        that a machine whose speed drifts during the run favours no strategy (default 1)
   --model FILE          GGUF model for every node
   --shape S             synthetic model shape when no --model: ${Object.keys(SHAPES).join(' | ')} (default ${DEFAULT_SHAPE})
   --max-tokens N        tokens generated per query (default ${DEFAULT_MAX_TOKENS})
@@ -97,6 +102,7 @@ export async function testnetCommand (argv: string[]): Promise<number> {
     subjects: { type: 'string' },
     'max-prompt-chars': { type: 'string' },
     strategies: { type: 'string' },
+    passes: { type: 'string' },
     model: { type: 'string' },
     shape: { type: 'string' },
     'max-tokens': { type: 'string' },
@@ -125,6 +131,8 @@ export async function testnetCommand (argv: string[]): Promise<number> {
   if (mode !== 'auto' && mode !== 'netns' && mode !== 'loopback') throw new UsageError('--mode must be auto, netns or loopback')
   const strategies = strategiesOf(str(p, 'strategies'))
   const maxTokens = int(p, 'max-tokens', 1) ?? DEFAULT_MAX_TOKENS
+  const passes = int(p, 'passes', 1) ?? 1
+  if (passes > MAX_PASSES) throw new UsageError(`--passes is at most ${MAX_PASSES}`)
   const queries = int(p, 'queries', 1)
   const rounds = int(p, 'rounds', 1)
   const subjects = int(p, 'subjects', 1)
@@ -137,6 +145,7 @@ export async function testnetCommand (argv: string[]): Promise<number> {
   const nodes = int(p, 'nodes', 2) ?? DEFAULT_NODES
   if (simulate == null && nodes > MAX_NODES) throw new UsageError(`--nodes is at most ${MAX_NODES} on one machine; use --simulate for larger meshes`)
   if (simulate == null && str(p, 'calibration') != null) throw new UsageError('--calibration goes with --simulate')
+  if (simulate != null && passes > 1) throw new UsageError('--passes is for real runs (a simulation does not drift)')
   const workloadFor = async (n: number, q?: number): Promise<Awaited<ReturnType<typeof buildWorkload>>> => await buildWorkload({
     mmlu: str(p, 'mmlu'), prompts: str(p, 'prompts'), queries: q, subjects, nodes: n, maxPromptChars, rounds
   })
@@ -161,7 +170,7 @@ export async function testnetCommand (argv: string[]): Promise<number> {
     else if (e.type === 'warn') progress.line(`warning: ${e.text}`)
     else {
       const r = e.record
-      const detail = r.error != null ? `#${r.index} failed` : `#${r.index} node ${r.node}: ${r.source}, TTFT ${(r.ttftMs / 1000).toFixed(2)} s`
+      const detail = `${r.pass != null ? `pass ${r.pass + 1} ` : ''}${r.error != null ? `#${r.index} failed` : `#${r.index} node ${r.node}: ${r.source}, TTFT ${(r.ttftMs / 1000).toFixed(2)} s`}`
       // a bar on a terminal; one line per query in a log
       if (process.stderr.isTTY) progress.update(e.strategy, e.done, e.total, detail)
       else progress.line(`  ${e.strategy} ${e.done}/${e.total} ${detail}`)
@@ -214,6 +223,7 @@ export async function testnetCommand (argv: string[]): Promise<number> {
         profile,
         workload,
         strategies,
+        passes,
         model: { path: modelPath as string, label: modelLabel },
         maxTokens,
         out,

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { expect } from 'chai'
 import { resolveProfile } from '../../testnet/profiles.js'
 import { machineInfo, renderMarkdown, writeReport } from '../../testnet/report.js'
+import { addTotals, passOrder } from '../../testnet/runner.js'
 import { calibrationFromReport } from '../../testnet/sim-runner.js'
 import { quantile, summarize } from '../../testnet/summary.js'
 import { buildWorkload } from '../../testnet/workload.js'
@@ -35,6 +36,25 @@ describe('testnet report', () => {
     expect(s.catalog?.wastedRequests).to.equal(1)
     expect(s.exactMatches?.allEqual).to.equal(false)
     expect(s.exactMatches?.strategies.catalog).to.deep.include({ compared: 2, equal: 1, mismatched: [1], byIndex: [true, false] })
+  })
+
+  it('passes run the strategies forwards, then backwards, and answers are compared within a pass', () => {
+    expect(passOrder(['none', 'local', 'catalog'], 2).map(x => `${x.pass}:${x.strategy}`))
+      .to.deep.equal(['0:none', '0:local', '0:catalog', '1:catalog', '1:local', '1:none'])
+    expect(passOrder(['local', 'catalog'], 1)).to.have.length(2)
+    const records = [
+      record('none', 0, 1000, [1, 2], { pass: 0 }), record('catalog', 0, 100, [1, 2], { pass: 0 }),
+      record('catalog', 0, 300, [1, 3], { pass: 1 }), record('none', 0, 3000, [1, 3], { pass: 1 }),
+      record('none', 1, 1000, [4], { pass: 0 }), record('catalog', 1, 100, [4], { pass: 0 }),
+      record('none', 1, 1000, [4], { pass: 1 }), record('catalog', 1, 100, [5], { pass: 1 })
+    ]
+    const s = summarize(records, ['none', 'catalog'])
+    // prompt 0 differs between the passes but each catalog answer equals none's of its pass; prompt 1 differs in pass 1
+    expect(s.exactMatches?.strategies.catalog).to.deep.include({ compared: 4, equal: 3, mismatched: [1], byIndex: [true, false] })
+    expect(s.catalog?.queries).to.equal(4)
+    expect(s.catalog?.ttftMs.mean).to.equal(150)
+    const totals = { fetchRequests: 2, fetchRequestsWasted: 0, kvRequestsServed: 2, kvBytesServed: 10, catalogPublished: 5, catalogReceived: 15, catalogFalsePositives: 1 }
+    expect(addTotals(totals, { ...totals, kvWireBytesServed: 8 })).to.deep.equal({ ...totals, fetchRequests: 4, kvRequestsServed: 4, kvBytesServed: 20, kvWireBytesServed: 8, catalogPublished: 10, catalogReceived: 30, catalogFalsePositives: 2 })
   })
 
   it('rounds ask every prompt again, each on a node that has not asked it, and are summarized per round', async () => {

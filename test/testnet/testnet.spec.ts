@@ -47,7 +47,8 @@ function expectValidReport (report: TestnetReport, strategies: string[]): void {
   expect(report.incomplete).to.equal(undefined)
   expect(report.header).to.include.keys('profile', 'mode', 'modeLabel', 'nodes', 'calibration', 'machine', 'limits', 'workload')
   expect(report.header.cleanup?.ok, report.header.cleanup?.failures.join('; ')).to.equal(true)
-  expect(report.queries).to.have.length(strategies.length * report.header.workload.queries)
+  const passes = report.header.passes ?? 1
+  expect(report.queries).to.have.length(passes * strategies.length * report.header.workload.queries)
   for (const q of report.queries) {
     expect(q.error, q.error).to.equal(undefined)
     expect(q).to.include.keys('strategy', 'index', 'node', 'promptTokens', 'ttftMs', 'ttltMs', 'reusedTokens', 'source', 'bytesFetched', 'requests', 'emptyRequests', 'tokens')
@@ -68,7 +69,7 @@ function expectValidReport (report: TestnetReport, strategies: string[]): void {
   // greedy decoding: cached answers are the uncached ones, token for token
   const exact = report.summary.exactMatches
   expect(exact?.allEqual, JSON.stringify(exact)).to.equal(true)
-  expect(exact?.strategies.catalog?.compared).to.equal(report.header.workload.queries)
+  expect(exact?.strategies.catalog?.compared).to.equal(passes * report.header.workload.queries)
 }
 
 async function expectFiles (out: string): Promise<void> {
@@ -157,15 +158,20 @@ describe('testnet', function () {
   })
 
   describe('loopback fallback (no namespaces)', () => {
-    it('runs 3 nodes with static peers, says so, and answers exactly', async () => {
+    it('runs 3 nodes with static peers, says so, answers exactly, and runs a second pass in reverse order', async () => {
       const out = join(dir, 'loopback')
       const res = await testnet(['--nodes', '3', '--profile', 'lan', '--model', model, '--queries', '4', '--strategies', 'none,catalog',
-        '--max-tokens', '6', '--mode', 'loopback', '--out', out])
+        '--passes', '2', '--max-tokens', '6', '--mode', 'loopback', '--out', out])
       expect(res.code, res.stderr).to.equal(0)
       expect(res.stdout).to.include('LOOPBACK FALLBACK')
       const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as TestnetReport
       expect(report.header.mode).to.equal('loopback')
       expect(report.header.modeLabel).to.match(/^LOOPBACK FALLBACK/)
+      expect(report.header.passes).to.equal(2)
+      expect(report.header.concurrency).to.include('none, catalog, then catalog, none')
+      // in the order they ran: each strategy once early and once late, on fresh nodes each time
+      const runs = [...new Set(report.queries.map(q => `${q.pass ?? '?'}:${q.strategy}`))]
+      expect(runs).to.deep.equal(['0:none', '0:catalog', '1:catalog', '1:none'])
       expectValidReport(report, ['none', 'catalog'])
       await expectFiles(out)
       expect(await readFile(join(out, 'report.md'), 'utf8')).to.include('LOOPBACK FALLBACK')
