@@ -59,6 +59,13 @@ export interface QueryTimings {
    */
   fetchCpuMs?: number
   restoreCpuMs?: number
+  /**
+   * within the fetch, from its start: when the first and the last fetched chunk arrived, and when the
+   * local chunks had been read and placed (tells the link's latency and rate from the time around them)
+   */
+  firstChunkMs?: number
+  lastChunkMs?: number
+  localReadMs?: number
   /** all of restoring; the steps below are part of it (present when chunks were assembled) */
   restoreMs: number
   /** waiting for the local chunks still being read when the fetch ended, or reading them */
@@ -239,8 +246,11 @@ export class Pipeline {
     this.scratch.reset()
     const plan = this.planFetch(chain, local, report)
     const assembly = plan != null ? this.startAssembly(chain, local + plan.claimable) : undefined
-    const fetching = plan != null ? this.fetchChunks(plan, chain, tokens, local, report, options.signal, assembly) : Promise.resolve([])
-    const localChunks = plan != null ? this.localChunks(chain, tokens, local, assembly).catch(() => []) : undefined
+    const fetchStart = performance.now()
+    const fetching = plan != null ? this.fetchChunks(plan, chain, tokens, local, report, options.signal, assembly, timings) : Promise.resolve([])
+    const localChunks = plan != null
+      ? this.localChunks(chain, tokens, local, assembly).then(c => { timings.localReadMs = performance.now() - fetchStart; return c }, () => [])
+      : undefined
     const fetched = await fetching
     timings.fetchMs = lap()
     timings.fetchCpuMs = cpuLap()
@@ -307,9 +317,13 @@ export class Pipeline {
   }
 
   /** Verified chunks for keys[from..], in order, as many as arrived in a row; each placed in `assembly` as it comes. */
-  private async fetchChunks ({ remote, budget }: FetchPlan, chain: ReuseChain, tokens: number[], from: number, report: CacheReport, signal?: AbortSignal, assembly?: StateAssembly): Promise<FetchedChunk[]> {
+  private async fetchChunks ({ remote, budget }: FetchPlan, chain: ReuseChain, tokens: number[], from: number, report: CacheReport, signal?: AbortSignal, assembly?: StateAssembly, timings?: QueryTimings): Promise<FetchedChunk[]> {
     const arrived = new Map<number, FetchedChunk | undefined>()
     const accept = (i: number, payload: Uint8Array): FetchedChunk | undefined => {
+      if (timings != null) {
+        timings.lastChunkMs = performance.now() - started
+        timings.firstChunkMs ??= timings.lastChunkMs
+      }
       const chunk = this.validChunk(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), tokens, chain.span(i))
       const got = chunk != null ? { key: chain.keys[i] as string, payload, chunk } : undefined
       arrived.set(i, got)
