@@ -19,7 +19,7 @@ import { metricSum } from './http.js'
 import { createMeshNetwork, netnsUnavailable } from './network.js'
 import { startTestnetNode } from './nodes.js'
 import { machineInfo, writeReport } from './report.js'
-import { round, summarize } from './summary.js'
+import { addTotals, round, summarize } from './summary.js'
 import type { Calibration } from './calibrate.js'
 import type { CpuLimiter } from './cgroups.js'
 import type { Strategy } from './constants.js'
@@ -48,20 +48,11 @@ export function passOrder (strategies: Strategy[], passes: number): Array<{ pass
   return out
 }
 
-/** Mesh counters of two passes of the same strategy, added up. */
-export function addTotals (a: MeshTotals | undefined, b: MeshTotals): MeshTotals {
-  if (a == null) return b
-  const sum = (x?: number, y?: number): number | undefined => x == null && y == null ? undefined : (x ?? 0) + (y ?? 0)
-  return {
-    fetchRequests: a.fetchRequests + b.fetchRequests,
-    fetchRequestsWasted: a.fetchRequestsWasted + b.fetchRequestsWasted,
-    kvRequestsServed: a.kvRequestsServed + b.kvRequestsServed,
-    kvBytesServed: a.kvBytesServed + b.kvBytesServed,
-    ...(sum(a.kvWireBytesServed, b.kvWireBytesServed) != null ? { kvWireBytesServed: sum(a.kvWireBytesServed, b.kvWireBytesServed) } : {}),
-    catalogPublished: a.catalogPublished + b.catalogPublished,
-    catalogReceived: a.catalogReceived + b.catalogReceived,
-    catalogFalsePositives: a.catalogFalsePositives + b.catalogFalsePositives
-  }
+/** "local, catalog, then catalog, local": the order of the first two passes (the rest repeat them). */
+function passOrderText (strategies: Strategy[], passes: number): string {
+  const first = passOrder(strategies, Math.min(passes, 2))
+  const text = [0, 1].filter(p => p < passes).map(p => first.filter(x => x.pass === p).map(x => x.strategy).join(', ')).join(', then ')
+  return passes > 2 ? `${text}, and so on` : text
 }
 
 /** The most CPU one node's quota may have: the machine's budget shared by the nodes that can be busy at once. */
@@ -468,7 +459,7 @@ export async function runTestnet (init: TestnetInit): Promise<TestnetResult> {
     },
     machine: { ...machine },
     ...(passes > 1 ? { passes } : {}),
-    concurrency: `one at a time, in workload order, each strategy on ${init.nodes} fresh nodes with empty caches${passes > 1 ? `, in ${passes} passes: ${Array.from({ length: Math.min(passes, 2) }, (_, p) => passOrder(strategies, p + 1).filter(x => x.pass === p).map(x => x.strategy).join(', ')).join(', then ')}${passes > 2 ? ', and so on' : ''} (each strategy early and late: machine drift favours none)` : ''} (load average ${loadavg().map(v => v.toFixed(2)).join(' ')} at the end)`,
+    concurrency: `one at a time, in workload order, each strategy on ${init.nodes} fresh nodes with empty caches${passes > 1 ? `, in ${passes} passes: ${passOrderText(strategies, passes)} (each strategy early and late: machine drift favours none)` : ''} (load average ${loadavg().map(v => v.toFixed(2)).join(' ')} at the end)`,
     notes,
     cleanup: { ok: failures.length === 0, failures }
   }

@@ -66,6 +66,22 @@ export interface MeshTotals {
   catalogBytesPerNodePerS?: number
 }
 
+/** Mesh counters of two passes (--passes) of the same strategy, added up. */
+export function addTotals (a: MeshTotals | undefined, b: MeshTotals): MeshTotals {
+  if (a == null) return b
+  const sum = (x?: number, y?: number): number | undefined => x == null && y == null ? undefined : (x ?? 0) + (y ?? 0)
+  return {
+    fetchRequests: a.fetchRequests + b.fetchRequests,
+    fetchRequestsWasted: a.fetchRequestsWasted + b.fetchRequestsWasted,
+    kvRequestsServed: a.kvRequestsServed + b.kvRequestsServed,
+    kvBytesServed: a.kvBytesServed + b.kvBytesServed,
+    ...(sum(a.kvWireBytesServed, b.kvWireBytesServed) != null ? { kvWireBytesServed: sum(a.kvWireBytesServed, b.kvWireBytesServed) } : {}),
+    catalogPublished: a.catalogPublished + b.catalogPublished,
+    catalogReceived: a.catalogReceived + b.catalogReceived,
+    catalogFalsePositives: a.catalogFalsePositives + b.catalogFalsePositives
+  }
+}
+
 export interface StrategySummary {
   queries: number
   errors: number

@@ -318,6 +318,7 @@ export class Pipeline {
 
   /** Verified chunks for keys[from..], in order, as many as arrived in a row; each placed in `assembly` as it comes. */
   private async fetchChunks ({ remote, budget }: FetchPlan, chain: ReuseChain, tokens: number[], from: number, report: CacheReport, signal?: AbortSignal, assembly?: StateAssembly, timings?: QueryTimings): Promise<FetchedChunk[]> {
+    const started = performance.now()
     const arrived = new Map<number, FetchedChunk | undefined>()
     const accept = (i: number, payload: Uint8Array): FetchedChunk | undefined => {
       if (timings != null) {
@@ -332,7 +333,6 @@ export class Pipeline {
     }
     const onChunk = (index: number, payload: Uint8Array): void => { if (index >= from && !arrived.has(index)) accept(index, payload) }
     const fetched: FetchedChunk[] = []
-    const started = performance.now()
     try {
       const res = await remote.fetchContinuation(chain.keys, from, { signal, onChunk, ...budget })
       report.bytesFetched = res.bytes
