@@ -4,9 +4,11 @@ import { performance } from 'node:perf_hooks'
 import { DEFAULT_BLOCK_TOKENS } from '../cache/constants.js'
 import { assembleState, chunkBytesFor, parseChunk, parseState, StateAssembly } from '../engine/state-codec.js'
 import { DEFAULT_MAX_TOKENS } from '../engine/constants.js'
+import { idleCollector } from '../idle-gc.js'
 import { Arena } from './arena.js'
 import { ReuseChain } from './chain.js'
 import { ChunkCutter } from './cutter.js'
+import { gcPauses } from './gc-pauses.js'
 import { PromptTooLongError } from './errors.js'
 import type { ChunkStore } from '../cache/chunk-store.js'
 import type { Engine } from '../engine/engine.js'
@@ -80,6 +82,12 @@ export interface QueryTimings {
    */
   assembledAsArrived?: boolean
   prefillMs: number
+  /**
+   * GC pauses between the prompt's arrival and the first token, and the part of them in full
+   * (mark-compact) collections: under a CPU quota these show up as waits in the steps above
+   */
+  gcMs?: number
+  majorGcMs?: number
 }
 
 export interface QueryOptions {
@@ -204,6 +212,7 @@ export class Pipeline {
     this.cache = init.cache ?? true
     this.adaptive = init.adaptive ?? true
     this.log = init.log
+    gcPauses.watch()
   }
 
   async run (prompt: string, options: QueryOptions = {}): Promise<QueryResult> {
@@ -218,11 +227,18 @@ export class Pipeline {
     if (tokens.length + maxTokens > this.engine.contextSize) {
       throw new PromptTooLongError(`prompt of ${tokens.length} tokens plus ${maxTokens} to generate exceeds the context size ${this.engine.contextSize}`)
     }
-    const result = await this.engine.lock(async () => {
-      // a client that left while queued costs nothing: prefill cannot be interrupted once started
-      options.signal?.throwIfAborted()
-      return await this.answer(tokens, maxTokens, options, t0)
-    })
+    // garbage is collected once no query is running, not halfway through the next one
+    const done = idleCollector.busy()
+    let result: QueryResult
+    try {
+      result = await this.engine.lock(async () => {
+        // a client that left while queued costs nothing: prefill cannot be interrupted once started
+        options.signal?.throwIfAborted()
+        return await this.answer(tokens, maxTokens, options, t0)
+      })
+    } finally {
+      done()
+    }
     this.events.emit('query', result)
     return result
   }
@@ -271,6 +287,10 @@ export class Pipeline {
       timings.prefillMs = lap()
       this.learnPrefill(tokens.length - restoredTokens, timings.prefillMs)
     })
+
+    const gc = gcPauses.within(t0, t0 + out.ttftMs)
+    timings.gcMs = gc.ms
+    timings.majorGcMs = gc.majorMs
 
     // 4. keep what was computed or fetched, so it is reused here and shared onward
     for (const [key, payload] of [...restored.fetched.map(f => [f.key, f.payload] as const), ...cutter.cut]) {

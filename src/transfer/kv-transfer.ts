@@ -4,6 +4,7 @@ import { pipe } from 'it-pipe'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { KvHeader, KvRequest } from '../../protocols/kv.js'
 import { isChunkKey } from '../cache/keys.js'
+import { idleCollector } from '../idle-gc.js'
 import {
   CLIENT_STREAM_READ_BUFFER_BYTES, DEFAULT_FRAME_BYTES, DEFAULT_MAX_CHUNKS_PER_REQUEST, DEFAULT_MAX_CONCURRENT_SERVES,
   DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_MAX_SERVES_PER_PEER, DEFAULT_TIMEOUT_MS, KV_PROTOCOL, MAX_CHUNK_BYTES,
@@ -213,6 +214,8 @@ export class KvTransferService implements KvTransfer, Startable {
     const ofPeer = (this.servesByPeer.get(id) ?? 0) + 1
     this.servesByPeer.set(id, ofPeer)
     this.activeServes++
+    // a serve allocates megabytes: collected once the node is quiet, not during the next transfer
+    const done = idleCollector.busy()
     try {
       // per peer first: one peer's flood must not look like the node being busy
       if (this.policy != null && !this.policy.admit(peer, 'kv-request')) {
@@ -240,6 +243,7 @@ export class KvTransferService implements KvTransfer, Startable {
       this.log('serve on stream %s failed: %s', stream.id, (err as Error)?.message)
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
+      done()
       this.activeServes--
       const left = (this.servesByPeer.get(id) ?? 1) - 1
       if (left <= 0) this.servesByPeer.delete(id)
