@@ -45,10 +45,14 @@ export const CPU_BUDGET_FRACTION = 0.9
  */
 export const BUSY_NODES = 2
 
-/** Calibration: prompt length, iterations, and how close to the target rate is close enough. */
+/**
+ * Calibration: prompt length, iterations, and how close to the target rate is close enough: within 5 %,
+ * since the baseline every reduction is measured against runs at this rate (at 10 %, runs landed at 46.7
+ * and 54.4 tok/s for a 50 tok/s profile, moving the `none` TTFT by 15 %).
+ */
 export const CALIBRATION_PROMPT_CHARS = 1_200
-export const CALIBRATION_MAX_ITERATIONS = 4
-export const CALIBRATION_TOLERANCE = 0.1
+export const CALIBRATION_MAX_ITERATIONS = 6
+export const CALIBRATION_TOLERANCE = 0.05
 export const CALIBRATION_MAX_TOKENS = 8
 
 /** Waiting for nodes: start, mDNS mesh, catalogs, a query. */
