@@ -13,8 +13,8 @@ export interface IdleCollectorInit {
 /**
  * Collects garbage while the node has nothing to do. V8 runs a full collection when allocation crosses
  * its limits, which on a node means in the middle of a query or a transfer (a fetch allocates megabytes
- * of chunk buffers, a restore tens): measured on the pi-zero-2w testnet, 100–280 ms of each repeat's
- * ~1.1 s TTFT went to GC pauses. Collecting once the node has been quiet for a moment moves that work
+ * of chunk buffers, a restore tens): measured on the pi-zero-2w testnet, GC pauses took 141 ms of a
+ * repeat's ~1.1 s TTFT on average (up to 280 ms). Collecting once the node has been quiet for a moment moves that work
  * to where nobody waits for it, and leaves the next query a heap far from those limits.
  *
  * Work is marked with `busy()`; a collection runs `quietMs` after the last piece of work ended, never
@@ -26,7 +26,7 @@ export class IdleCollector {
   private active = 0
   private dirty = false
   private timer?: NodeJS.Timeout
-  /** collections run (metrics, tests) */
+  /** collections run so far */
   collections = 0
 
   constructor (init: IdleCollectorInit = {}) {

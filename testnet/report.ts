@@ -61,9 +61,9 @@ export interface RunHeader {
     qdiscs?: string[]
   }
   machine: MachineInfo
-  /** how queries were scheduled */
   /** every strategy ran this many times, in alternating order (absent: once) */
   passes?: number
+  /** how queries were scheduled */
   concurrency: string
   notes: string[]
   cleanup?: { ok: boolean, failures: string[] }
