@@ -41,6 +41,10 @@ export interface NodeStartOptions {
   dataDir: string
   strategy: Strategy
   threads: number
+  /** tokens per cached block (the node's default when unset) */
+  blockTokens?: number
+  /** false: the node always fetches what peers hold (`--no-adaptive-fetch`) */
+  adaptiveFetch?: boolean
   /** loopback mode: multiaddrs of nodes already running */
   peers?: string[]
 }
@@ -221,6 +225,8 @@ async function waitForLines (child: ChildProcess, what: string, patterns: Record
 export async function startTestnetNode (host: NodeHost, options: NodeStartOptions, cleanup: Cleanup, signal: AbortSignal): Promise<TestnetNode> {
   const { index, label } = options
   const args = [BIN, 'start', '--model', options.model, '--data-dir', options.dataDir, '--strategy', options.strategy, '--threads', String(options.threads)]
+  if (options.blockTokens != null) args.push('--block-tokens', String(options.blockTokens))
+  if (options.adaptiveFetch === false) args.push('--no-adaptive-fetch')
   let endpoint: Endpoint
   const stopRelay: Array<() => Promise<void>> = []
   if (host.mode === 'netns') {

@@ -63,6 +63,8 @@ export interface RunHeader {
   machine: MachineInfo
   /** every strategy ran this many times, in alternating order (absent: once) */
   passes?: number
+  /** whether nodes decided per request between fetching and computing (absent in older reports: true) */
+  adaptiveFetch?: boolean
   /** how queries were scheduled */
   concurrency: string
   notes: string[]

@@ -75,6 +75,10 @@ export interface TestnetInit {
   mode?: 'auto' | 'netns' | 'loopback'
   /** evaluation threads per node (default: the profile's, else DEFAULT_THREADS) */
   threads?: number
+  /** tokens per cached block on every node @default DEFAULT_BLOCK_TOKENS */
+  blockTokens?: number
+  /** false: nodes always fetch what peers hold, even when computing looks faster @default true */
+  adaptiveFetch?: boolean
   /** catalog: wait at most this long after each query for its catalog to reach every peer */
   settleMs?: number
   signal: AbortSignal
@@ -184,10 +188,10 @@ async function prepare (runId: string, nodes: number, profile: Profile, wanted: 
 }
 
 /** A throw-away node in slot 0 that measures the model and, under a CPU-limited profile, finds the quota. */
-async function calibrationStep (setup: Setup, o: { runId: string, nodes: number, profile: Profile, model: string, threads: number, signal: AbortSignal }, cleanup: Cleanup, emit: (e: TestnetEvent) => void): Promise<Calibration> {
+async function calibrationStep (setup: Setup, o: { runId: string, nodes: number, profile: Profile, model: string, threads: number, blockTokens?: number, signal: AbortSignal }, cleanup: Cleanup, emit: (e: TestnetEvent) => void): Promise<Calibration> {
   emit({ type: 'phase', text: 'calibrating' })
   const dataDir = join(setup.workDir, 'calibration')
-  const node = await startTestnetNode(setup.host, { index: 0, label: 'calibration', model: o.model, dataDir, strategy: 'local', threads: o.threads }, cleanup, o.signal)
+  const node = await startTestnetNode(setup.host, { index: 0, label: 'calibration', model: o.model, dataDir, strategy: 'local', threads: o.threads, blockTokens: o.blockTokens }, cleanup, o.signal)
   try {
     return await calibrate({
       node,
@@ -198,7 +202,7 @@ async function calibrationStep (setup: Setup, o: { runId: string, nodes: number,
       assumedDecodeTokPerS: o.profile.assumedDecodeTokPerS,
       maxQuotaCores: quotaBudget(o.nodes),
       threads: o.threads,
-      blockTokens: DEFAULT_BLOCK_TOKENS,
+      blockTokens: o.blockTokens ?? DEFAULT_BLOCK_TOKENS,
       runId: o.runId,
       signal: o.signal,
       onStep: text => emit({ type: 'phase', text: `calibration: ${text}` })
@@ -215,6 +219,7 @@ export interface CalibrationInit {
   out: string
   mode?: TestnetInit['mode']
   threads?: number
+  blockTokens?: number
   /** the quota budget is shared by this many nodes @default 1 */
   nodes?: number
   signal: AbortSignal
@@ -229,7 +234,7 @@ export async function calibrateModel (init: CalibrationInit): Promise<{ calibrat
   const threads = init.threads ?? init.profile.threads ?? DEFAULT_THREADS
   try {
     const setup = await prepare(runId, 1, init.profile, init.mode, init.out, cleanup, emit)
-    const calibration = await calibrationStep(setup, { runId, nodes: init.nodes ?? 1, profile: init.profile, model: init.model.path, threads, signal: init.signal }, cleanup, emit)
+    const calibration = await calibrationStep(setup, { runId, nodes: init.nodes ?? 1, profile: init.profile, model: init.model.path, threads, blockTokens: init.blockTokens, signal: init.signal }, cleanup, emit)
     return { calibration, mode: setup.mode, modeLabel: modeLabel(setup.mode, 1, setup.fallbackWhy) }
   } finally {
     const failures = await cleanup.run()
@@ -263,7 +268,7 @@ async function runStrategy (ctx: StrategyContext, strategy: Strategy, pass: numb
   const nodes: TestnetNode[] = []
   const dataRoot = join(ctx.workDir, strategy)
   const start = async (i: number): Promise<TestnetNode> => await startTestnetNode(host, {
-    index: i, label: `${strategy}-n${i}`, model: init.model.path, dataDir: join(dataRoot, `n${i}`), strategy, threads: ctx.threads, peers: nodes.map(n => n.address)
+    index: i, label: `${strategy}-n${i}`, model: init.model.path, dataDir: join(dataRoot, `n${i}`), strategy, threads: ctx.threads, blockTokens: init.blockTokens, adaptiveFetch: init.adaptiveFetch, peers: nodes.map(n => n.address)
   }, ctx.cleanup, signal)
   try {
     if (host.mode === 'netns') {
@@ -399,7 +404,7 @@ export async function runTestnet (init: TestnetInit): Promise<TestnetResult> {
     const host = setup.host
     const workDir = setup.workDir
     const maxQuotaCores = quotaBudget(init.nodes)
-    calibration = await calibrationStep(setup, { runId, nodes: init.nodes, profile, model: init.model.path, threads, signal }, cleanup, emit)
+    calibration = await calibrationStep(setup, { runId, nodes: init.nodes, profile, model: init.model.path, threads, blockTokens: init.blockTokens, signal }, cleanup, emit)
     if (limiter != null && calibration.quotaCores != null) {
       for (let i = 0; i < init.nodes; i++) await limiter.setQuota(i, calibration.quotaCores)
       if (calibration.quotaCapped === true) {
@@ -432,6 +437,7 @@ export async function runTestnet (init: TestnetInit): Promise<TestnetResult> {
   if (mode === 'netns' && calibration != null) notes.push('Node HTTP APIs listen on 127.0.0.1 inside each namespace and are reached through a unix-socket relay; the testnet never joins the nodes\' network.')
   if (records.some(r => r.requestsFrom === 'metrics')) notes.push('Requests per query were read from the querying node\'s /metrics counters (its answers do not carry them).')
   notes.push('Before the workload, each node answers one private prompt (about 4 blocks, shared with nothing) under its CPU limit, so that it has measured its own prefill speed as a node that has been running would have; those queries are not in the results.')
+  if (init.adaptiveFetch === false) notes.push('Adaptive fetching was OFF (--no-adaptive-fetch): nodes fetched whatever peers held, however slow.')
   if (strategies.includes('catalog')) notes.push(`Under catalog, the testnet waits after each query (at most ${((init.settleMs ?? DEFAULT_SETTLE_MS) / 1000).toFixed(0)} s) until the querying node's updated catalog has reached every peer, as it would between a Pi's slow queries; the wait is not part of any TTFT.`)
   const finished = new Date()
   const header: RunHeader = {
@@ -444,6 +450,7 @@ export async function runTestnet (init: TestnetInit): Promise<TestnetResult> {
     workload: { kind: workload.kind, source: workload.source, queries: workload.queries.length, subjects: workload.subjects, skippedSubjects: workload.skippedSubjects, rounds: workload.rounds },
     maxTokens: init.maxTokens,
     threads,
+    adaptiveFetch: init.adaptiveFetch !== false,
     ...(calibration != null ? { calibration } : {}),
     limits: {
       cpu: limiter != null && calibration?.quotaCores != null

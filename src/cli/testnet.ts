@@ -1,4 +1,5 @@
 import { resolve } from 'node:path'
+import { DEFAULT_BLOCK_TOKENS } from '../cache/constants.js'
 import { synthesizedModel } from '../model/cached.js'
 import { SHAPES } from '../model/synth.js'
 import {
@@ -40,6 +41,8 @@ Options:
   --shape S             synthetic model shape when no --model: ${Object.keys(SHAPES).join(' | ')} (default ${DEFAULT_SHAPE})
   --max-tokens N        tokens generated per query (default ${DEFAULT_MAX_TOKENS})
   --threads N           evaluation threads per node (default 1: nodes share this machine's cores)
+  --block-tokens N      tokens per cached block on every node (default ${DEFAULT_BLOCK_TOKENS})
+  --no-adaptive-fetch   nodes always fetch what peers hold, even when computing looks faster
   --mode M              auto | netns | loopback (default auto: namespaces where possible)
   --settle-ms MS        catalog: wait at most MS after each query for its catalog to reach every peer (default 15000)
   --out DIR             report directory (default testnet-out): report.json, report.md, ttft-bar.svg, ttft-cdf.svg, logs/
@@ -107,6 +110,8 @@ export async function testnetCommand (argv: string[]): Promise<number> {
     shape: { type: 'string' },
     'max-tokens': { type: 'string' },
     threads: { type: 'string' },
+    'block-tokens': { type: 'string' },
+    'no-adaptive-fetch': { type: 'boolean' },
     mode: { type: 'string' },
     'settle-ms': { type: 'string' },
     out: { type: 'string' },
@@ -138,6 +143,7 @@ export async function testnetCommand (argv: string[]): Promise<number> {
   const subjects = int(p, 'subjects', 1)
   const maxPromptChars = int(p, 'max-prompt-chars', 1)
   const threads = int(p, 'threads', 1)
+  const blockTokens = int(p, 'block-tokens', 1)
   const settleMs = int(p, 'settle-ms', 0)
   const out = resolve(str(p, 'out') ?? 'testnet-out')
   const json = flag(p, 'json')
@@ -195,7 +201,7 @@ export async function testnetCommand (argv: string[]): Promise<number> {
         calibration = await calibrationFromReport(calFile)
         source = `calibration in ${resolve(calFile)}`
       } else {
-        const cal = await calibrateModel({ profile, model: { path: modelPath as string, label: modelLabel }, out, mode: mode as 'auto', threads, nodes, signal: controller.signal, onEvent })
+        const cal = await calibrateModel({ profile, model: { path: modelPath as string, label: modelLabel }, out, mode: mode as 'auto', threads, blockTokens, nodes, signal: controller.signal, onEvent })
         calibration = cal.calibration
         source = `a calibration run just now on ${modelLabel} (${cal.modeLabel})`
       }
@@ -229,6 +235,8 @@ export async function testnetCommand (argv: string[]): Promise<number> {
         out,
         mode: mode as 'auto',
         threads,
+        blockTokens,
+        adaptiveFetch: !flag(p, 'no-adaptive-fetch'),
         settleMs,
         signal: controller.signal,
         onEvent

@@ -26,6 +26,12 @@ export interface LocalNode {
 export async function openLocalNode (init: LocalNodeInit): Promise<LocalNode> {
   const store = await ChunkStore.open({ dir: init.cacheDir, maxBytes: init.cacheMaxBytes, log: init.logger.forComponent('promptmesh:store') })
   const engine = await Engine.load({ ...init, log: init.logger.forComponent('promptmesh:engine') })
-  const pipeline = new Pipeline({ engine, store, blockTokens: init.blockTokens, cache: init.cache, adaptive: init.adaptiveFetch, log: init.logger.forComponent('promptmesh:pipeline') })
+  let pipeline: Pipeline
+  try {
+    pipeline = new Pipeline({ engine, store, blockTokens: init.blockTokens, cache: init.cache, adaptive: init.adaptiveFetch, log: init.logger.forComponent('promptmesh:pipeline') })
+  } catch (err) {
+    await engine.close()
+    throw err
+  }
   return { engine, store, pipeline, close: async () => { await engine.close() } }
 }

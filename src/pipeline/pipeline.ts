@@ -9,7 +9,7 @@ import { Arena } from './arena.js'
 import { ReuseChain } from './chain.js'
 import { ChunkCutter } from './cutter.js'
 import { gcPauses } from './gc-pauses.js'
-import { PromptTooLongError } from './errors.js'
+import { BlockTooLongError, PromptTooLongError } from './errors.js'
 import type { ChunkStore } from '../cache/chunk-store.js'
 import type { Engine } from '../engine/engine.js'
 import type { Span } from './chain.js'
@@ -122,9 +122,23 @@ const PROBE_BLOCKS = 2
 /**
  * ... and at least this long: opening a stream and the first round trip take tens of ms whatever the
  * CPU, so with a small model on a fast CPU a shorter allowance is decided by scheduling noise, not by
- * the link (a fetch that fails still teaches the link's speed, so this is lost once, not per query).
+ * the link.
  */
 const MIN_FETCH_ALLOWANCE_MS = 100
+
+/**
+ * ... and at least this many times the first chunk's measured wait: on a starved CPU, opening a stream
+ * and a peer's first answer can take longer than computing two blocks, although the chunks that follow
+ * come fast (never longer, though, than computing every block peers claim).
+ */
+const FIRST_CHUNK_MARGIN = 2
+
+/**
+ * A fetch that brought nothing marks the link as slow and later fetches are skipped; after k such
+ * fetches in a row the next 2^k - 1 are skipped (at most this many), then the link is tried again, so a
+ * stalled moment never turns fetching off for good and a slow link costs a probe now and then.
+ */
+const MAX_SKIPS_AFTER_STALL = 15
 
 /**
  * Scratch kept between queries for restoring (chunks read + the state assembled: twice the state);
@@ -199,8 +213,13 @@ export class Pipeline {
   private readonly log?: Logger
   /** measured prefill cost, ms per token (exponentially weighted); undefined until the first query */
   private msPerToken?: number
-  /** what fetches delivered, bytes per ms (exponentially weighted); undefined until a fetch ran */
+  /** what fetches delivered, bytes per ms (exponentially weighted); undefined until a fetch delivered */
   private linkBytesPerMs?: number
+  /** ms from a fetch's start to its first chunk (exponentially weighted), from fetches that delivered */
+  private firstChunkMs?: number
+  /** fetches in a row that brought nothing, and fetches still to skip because of them */
+  private stalledFetches = 0
+  private skipsLeft = 0
   /** local chunks are read and states assembled here (one query at a time) */
   private readonly scratch = new Arena(MAX_SCRATCH_BYTES)
 
@@ -208,6 +227,11 @@ export class Pipeline {
     this.engine = init.engine
     this.store = init.store
     this.blockTokens = init.blockTokens ?? DEFAULT_BLOCK_TOKENS
+    // a block's SWA cells must all be in one saved state: a longer block would silently cache nothing
+    const window = init.engine.info.swaWindow
+    if (window != null && this.blockTokens > window) {
+      throw new BlockTooLongError(`blocks of ${this.blockTokens} tokens are longer than this model's sliding window (${window}): nothing could be cached; use --block-tokens ${window} or less`)
+    }
     this.remote = init.remote
     this.cache = init.cache ?? true
     this.adaptive = init.adaptive ?? true
@@ -339,8 +363,10 @@ export class Pipeline {
   /** Verified chunks for keys[from..], in order, as many as arrived in a row; each placed in `assembly` as it comes. */
   private async fetchChunks ({ remote, budget }: FetchPlan, chain: ReuseChain, tokens: number[], from: number, report: CacheReport, signal?: AbortSignal, assembly?: StateAssembly, timings?: QueryTimings): Promise<FetchedChunk[]> {
     const started = performance.now()
+    let firstChunkMs: number | undefined
     const arrived = new Map<number, FetchedChunk | undefined>()
     const accept = (i: number, payload: Uint8Array): FetchedChunk | undefined => {
+      firstChunkMs ??= performance.now() - started
       if (timings != null) {
         timings.lastChunkMs = performance.now() - started
         timings.firstChunkMs ??= timings.lastChunkMs
@@ -370,7 +396,7 @@ export class Pipeline {
       this.log?.error('fetching chunks from peers failed, computing instead: %s', (err as Error).message)
     } finally {
       // a fetch that failed or timed out teaches as much about the link as one that worked
-      if (report.requests > 0) this.learnLink(report.bytesFetched, performance.now() - started)
+      if (report.requests > 0) this.learnLink(report.bytesFetched, performance.now() - started, firstChunkMs)
     }
     return fetched
   }
@@ -504,17 +530,25 @@ export class Pipeline {
    * is expected to be faster than moving them. Nothing measured yet: no limit. Otherwise the fetch
    * starts with the compute time of PROBE_BLOCKS blocks (at least MIN_FETCH_ALLOWANCE_MS) and every
    * chunk that arrives earns its own compute time: a fetch goes on while it saves more than it costs,
-   * and when the link turns out slow it stops having lost at most that first allowance.
+   * and when the link turns out slow it stops having lost at most that first allowance. The first
+   * chunk may also take FIRST_CHUNK_MARGIN times its measured wait; after a fetch that brought
+   * nothing, fetches are skipped for a while (see MAX_SKIPS_AFTER_STALL).
    */
   private fetchBudget (keys: string[], from: number): FetchBudget | undefined {
     if (!this.adaptive || this.msPerToken == null) return {}
     const blocks = this.remote?.claimable?.(keys, from) ?? keys.length - from
     if (blocks <= 0) return undefined
+    // the peers' measured speed, else what this node saw of the mesh (skipping for a while after a stall)
+    const peerSpeed = this.remote?.throughput?.(keys, from)
+    if (peerSpeed == null && this.skipsLeft > 0) {
+      this.skipsLeft--
+      return undefined
+    }
     const blockMs = this.blockTokens * this.msPerToken
-    // the peers' measured speed, else what this node saw of the mesh (also from fetches that ended before a chunk arrived)
-    const speed = this.remote?.throughput?.(keys, from) ?? this.linkBytesPerMs
+    const speed = peerSpeed ?? this.linkBytesPerMs
     if (speed != null && this.chunkBytes > 0 && this.chunkBytes / speed > blockMs) return undefined
-    return { deadlineMs: Math.max(MIN_FETCH_ALLOWANCE_MS, Math.min(blocks, PROBE_BLOCKS) * blockMs), creditMsPerChunk: blockMs }
+    const firstChunk = Math.min(blocks * blockMs, (this.firstChunkMs ?? 0) * FIRST_CHUNK_MARGIN)
+    return { deadlineMs: Math.max(MIN_FETCH_ALLOWANCE_MS, Math.min(blocks, PROBE_BLOCKS) * blockMs, firstChunk), creditMsPerChunk: blockMs }
   }
 
   /** Bytes of one block's chunk in this model's layout (0: layout unknown). */
@@ -523,18 +557,20 @@ export class Pipeline {
   }
 
   /**
-   * What fetches delivered per ms. A fetch that ended with nothing still says something: not even one
-   * chunk arrived in that time, so the link is at most one chunk per that long.
+   * What fetches delivered per ms, and how long their first chunk took. A fetch that ended with nothing
+   * is no measurement (a slow link and a peer slow to answer look the same): fetches are skipped for a
+   * while, longer after each such fetch in a row, and then the link is tried again.
    */
-  private learnLink (bytes: number, ms: number): void {
+  private learnLink (bytes: number, ms: number, firstChunkMs?: number): void {
     if (ms <= 0) return
-    const chunkBytes = this.chunkBytes
     if (bytes > 0) {
       const sample = bytes / ms
       this.linkBytesPerMs = this.linkBytesPerMs == null ? sample : this.linkBytesPerMs * 0.7 + sample * 0.3
-    } else if (chunkBytes > 0) {
-      // an upper bound, not a measurement: it can only lower the estimate
-      this.linkBytesPerMs = Math.min(this.linkBytesPerMs ?? Infinity, chunkBytes / ms)
+      if (firstChunkMs != null) this.firstChunkMs = this.firstChunkMs == null ? firstChunkMs : this.firstChunkMs * 0.7 + firstChunkMs * 0.3
+      this.stalledFetches = 0
+    } else {
+      this.stalledFetches++
+      this.skipsLeft = Math.min(MAX_SKIPS_AFTER_STALL, 2 ** this.stalledFetches - 1)
     }
   }
 

@@ -207,6 +207,7 @@ export class KvTransferService implements KvTransfer, Startable {
 
   private async serve (stream: Stream, peer: PeerId): Promise<void> {
     this.counters.requestsServed++
+    this.log.trace('stream %s opened by %p', stream.id, peer)
     const signal = anySignal(this.shutdown.signal, AbortSignal.timeout(this.timeoutMs))
     const onAbort = (): void => { stream.abort(signal.reason instanceof Error ? signal.reason : new TransferAbortedError('aborted')) }
     signal.addEventListener('abort', onAbort, { once: true })
@@ -346,6 +347,7 @@ export class KvTransferService implements KvTransfer, Startable {
         continue
       }
       const bytes = loaded.bytes
+      this.log.trace('chunk %d of %d loaded (%d bytes)', i, keys.length, bytes.byteLength)
       // encoded only when the client asked and it saves bytes on the link (see encoding.ts)
       const encoded = encode ? encodePlanes(bytes) : undefined
       const body = encoded ?? bytes
@@ -384,6 +386,7 @@ export class KvTransferService implements KvTransfer, Startable {
       maxOutboundStreams: this.maxOutboundStreams
     })
     this.counters.requestsSent++
+    this.log.trace('stream %s to %p open', stream.id, peer)
     stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, CLIENT_STREAM_READ_BUFFER_BYTES)
     const onAbort = (): void => { stream.abort(signal.reason instanceof Error ? signal.reason : new TransferAbortedError('aborted')) }
     signal.addEventListener('abort', onAbort, { once: true })
@@ -393,6 +396,7 @@ export class KvTransferService implements KvTransfer, Startable {
       try {
         await sendWithBackpressure(stream, encodeFrame(request), { signal })
         await stream.close({ signal })
+        this.log.trace('request for %d keys sent on %s', keys.length, stream.id)
       } catch (err) {
         // a server that refuses at once (BUSY) may reset the stream before our request is out:
         // its answer can still be in the read buffer, so read before reporting the write error

@@ -57,7 +57,8 @@ describe('adaptive fetching', function () {
     expect(res.cache.fetchSkipped).to.equal(true)
     expect(res.cache.source).to.equal('none')
 
-    // a link that delivers nothing before the deadline is learned from too: the next query computes
+    // a link that delivers nothing before the deadline: the next query computes, the one after tries
+    // again (a stall must not turn fetching off for good), and after a second stall it waits longer
     const stalled = fakeRemote(undefined)
     stalled.fetchContinuation = async (_keys, from, options) => {
       stalled.calls.push({ from, deadlineMs: options.deadlineMs })
@@ -65,10 +66,12 @@ describe('adaptive fetching', function () {
       return { chunks: [], bytes: 0, peers: [], requests: 1, emptyRequests: 1 }
     }
     node.pipeline.remote = stalled
-    await node.pipeline.run(`Stalled one: ${LONG_PROMPT}`, { maxTokens: 1 })
-    const after = await node.pipeline.run(`Stalled two: ${LONG_PROMPT}`, { maxTokens: 1 })
-    expect(stalled.calls).to.have.length(1)
-    expect(after.cache.fetchSkipped).to.equal(true)
+    const skipped: boolean[] = []
+    for (const name of ['one', 'two', 'three', 'four', 'five', 'six', 'seven']) {
+      skipped.push((await node.pipeline.run(`Stalled ${name}: ${LONG_PROMPT}`, { maxTokens: 1 })).cache.fetchSkipped)
+    }
+    expect(skipped).to.deep.equal([false, true, false, true, true, true, false])
+    expect(stalled.calls).to.have.length(3)
 
     const fast = fakeRemote(1e9)
     node.pipeline.remote = fast

@@ -47,6 +47,12 @@ describe('promptmesh run (across processes)', function () {
     expect((err as { stderr: string }).stderr).to.not.match(/\n\s+at /)
   })
 
+  it('refuses blocks longer than the model\'s sliding window, which could never be cached', async () => {
+    const err = await promptmesh('run', '--model', await testModel('tiny-gemma3'), '--cache-dir', dir, '--block-tokens', '128', 'hi').catch((e: { code: number, stderr: string }) => e)
+    expect(err).to.have.property('code', 1)
+    expect((err as { stderr: string }).stderr).to.match(/BlockTooLongError: blocks of 128 tokens are longer than this model's sliding window \(64\).*--block-tokens 64/)
+  })
+
   it('rejects a bad flag with usage and exit code 2', async () => {
     const err = await promptmesh('run', '--max-tokens', 'many', 'hi').catch((e: { code: number, stderr: string }) => e)
     expect(err).to.have.property('code', 2)
