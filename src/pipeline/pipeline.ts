@@ -395,7 +395,7 @@ export class Pipeline {
     } catch (err) {
       this.log?.error('fetching chunks from peers failed, computing instead: %s', (err as Error).message)
     } finally {
-      // a fetch that failed or timed out teaches as much about the link as one that worked
+      // a fetch that failed or timed out counts too: it puts the next ones off (see learnLink)
       if (report.requests > 0) this.learnLink(report.bytesFetched, performance.now() - started, firstChunkMs)
     }
     return fetched
@@ -568,6 +568,7 @@ export class Pipeline {
       this.linkBytesPerMs = this.linkBytesPerMs == null ? sample : this.linkBytesPerMs * 0.7 + sample * 0.3
       if (firstChunkMs != null) this.firstChunkMs = this.firstChunkMs == null ? firstChunkMs : this.firstChunkMs * 0.7 + firstChunkMs * 0.3
       this.stalledFetches = 0
+      this.skipsLeft = 0
     } else {
       this.stalledFetches++
       this.skipsLeft = Math.min(MAX_SKIPS_AFTER_STALL, 2 ** this.stalledFetches - 1)
