@@ -509,6 +509,43 @@ export class StateAssembly {
     if (!(this.placed[i] as boolean)) { this.placed[i] = true; this.missing-- }
   }
 
+  /**
+   * Writes entries 0..entries-1 from an assembled state of exactly those positions (a kept prefix
+   * state: one file instead of a chunk per block). `tokens` are the prompt's; the state must hold them.
+   * Throws ChunkMismatchError when the state is not that prefix in this layout.
+   */
+  placePrefix (entries: number, state: ParsedState, tokens: ArrayLike<number>): void {
+    if (entries < 1 || entries > this.counts.length) throw new ChunkMismatchError(`a prefix of ${entries} entries does not fit ${this.counts.length}`)
+    const M = entries < this.counts.length ? this.firsts[entries] as number : this.nTokens
+    if (state.tokens.length !== M) throw new ChunkMismatchError(`the state holds ${state.tokens.length} positions, want ${M}`)
+    for (let t = 0; t < M; t++) if (state.tokens[t] !== tokens[t]) throw new ChunkMismatchError(`the state holds another token at position ${t}`)
+    if (JSON.stringify(layoutOf(state)) !== this.layoutKey) throw new ChunkMismatchError('the state has another layout')
+    state.caches.forEach(c => {
+      // as assembled: cells in position order, one sequence id each (what the metadata copy below assumes)
+      if (c.cellCount !== M || c.metaEnd - (c.metaOffsets[0] as number) !== M * CELL_META_BYTES) throw new ChunkMismatchError('the state\'s cells are not one per position')
+      for (let i = 0; i < M; i++) if (c.positions[i] !== i) throw new ChunkMismatchError(`the state's cell ${i} has position ${c.positions[i] as number}`)
+    })
+    const src = state.bytes
+    const out = this.bytes
+    const N = this.nTokens
+    src.copy(out, 12, 12, 12 + M * 4)
+    state.caches.forEach((c, ci) => {
+      const at = this.offsets[ci] as CacheOffsets
+      src.copy(out, at.meta, c.metaOffsets[0] as number, c.metaEnd)
+      c.layers.forEach((l, li) => {
+        src.copy(out, at.k[li] as number, l.kOffset, l.kOffset + M * l.kRowBytes)
+        const vBytes = M * l.vUnitBytes * (c.vTrans ? l.nEmbdV : 1)
+        const v = src.subarray(l.vOffset, l.vOffset + vBytes)
+        if (!c.vTrans) v.copy(out, at.v[li] as number)
+        // transposed V: row j of the prefix (M elements) goes to the start of row j here (N elements)
+        else copyRuns(v, M * l.vUnitBytes, out, at.v[li] as number, N * l.vUnitBytes, l.nEmbdV, l.vUnitBytes)
+      })
+    })
+    for (let i = 0; i < entries; i++) {
+      if (!(this.placed[i] as boolean)) { this.placed[i] = true; this.missing-- }
+    }
+  }
+
   /** The assembled state; throws when an entry is missing. */
   state (): Buffer {
     if (this.missing > 0) throw new ChunkMismatchError(`${this.missing} of ${this.counts.length} chunks are missing`)

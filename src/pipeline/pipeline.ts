@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks'
 import { DEFAULT_BLOCK_TOKENS } from '../cache/constants.js'
 import { assembleState, chunkBytesFor, parseChunk, parseState, StateAssembly } from '../engine/state-codec.js'
 import { DEFAULT_MAX_TOKENS } from '../engine/constants.js'
+import { readWhole } from '../file-io.js'
 import { idleCollector } from '../idle-gc.js'
 import { Arena } from './arena.js'
 import { ReuseChain } from './chain.js'
@@ -81,6 +82,8 @@ export interface QueryTimings {
    * arrived), so restoring only wrote and loaded it; false: assembled afterwards from fewer chunks than planned
    */
   assembledAsArrived?: boolean
+  /** the local part of the prefix came from the state kept when it was last restored, not from its chunks */
+  localFromKeptState?: boolean
   prefillMs: number
   /**
    * GC pauses between the prompt's arrival and the first token, and the part of them in full
@@ -145,6 +148,10 @@ const MAX_SKIPS_AFTER_STALL = 15
  * 600 tokens of the Gemma-3-270M shape need 21 MB. Bigger restores allocate their own.
  */
 const MAX_SCRATCH_BYTES = 64 * 1024 * 1024
+
+/** The local prefix came from its kept state (see localPrefix): it is in the assembly, there are no chunks. */
+const KEPT = 'kept'
+type LocalPrefix = ParsedChunk[] | typeof KEPT
 
 /** How long a fetch may take: see fetchBudget. */
 interface FetchBudget { deadlineMs?: number, creditMsPerChunk?: number }
@@ -289,7 +296,11 @@ export class Pipeline {
     const fetchStart = performance.now()
     const fetching = plan != null ? this.fetchChunks(plan, chain, tokens, local, report, options.signal, assembly, timings) : Promise.resolve([])
     const localChunks = plan != null
-      ? this.localChunks(chain, tokens, local, assembly).then(c => { timings.localReadMs = performance.now() - fetchStart; return c }, () => [])
+      ? this.localPrefix(chain, tokens, local, assembly).then(c => {
+        timings.localReadMs = performance.now() - fetchStart
+        timings.localFromKeptState = c === KEPT
+        return c
+      }, () => [])
       : undefined
     const fetched = await fetching
     timings.fetchMs = lap()
@@ -406,7 +417,7 @@ export class Pipeline {
    * assembled state when there is one, else chunks read, verified and assembled. Any failure leaves
    * a shorter (or empty) prefix, never a wrong one.
    */
-  private async restore (chain: ReuseChain, tokens: number[], local: number, fetched: FetchedChunk[], localChunks?: Promise<ParsedChunk[]>, timings?: QueryTimings, assembly?: StateAssembly): Promise<{ entries: number, local: number, fetched: FetchedChunk[] }> {
+  private async restore (chain: ReuseChain, tokens: number[], local: number, fetched: FetchedChunk[], localChunks?: Promise<LocalPrefix>, timings?: QueryTimings, assembly?: StateAssembly): Promise<{ entries: number, local: number, fetched: FetchedChunk[] }> {
     const engine = this.engine
     let mark = performance.now()
     const step = (name: 'readMs' | 'assembleMs' | 'writeMs' | 'loadMs'): void => {
@@ -430,17 +441,21 @@ export class Pipeline {
       }
     }
     if (local + fetched.length === 0) return { entries: 0, local: 0, fetched: [] }
-    const chunks = read ?? await this.localChunks(chain, tokens, local)
+    // the kept prefix state went into the assembly; when the fetch left it incomplete, the chunks are read after all
+    const keptDone = read === KEPT && assembly?.complete === true && assembly.counts.length === local + fetched.length
+    if (timings != null && read === KEPT) timings.localFromKeptState = keptDone
+    const chunks = keptDone ? undefined : read != null && read !== KEPT ? read : await this.localChunks(chain, tokens, local)
     step('readMs')
     // a local chunk gone bad: the fetched ones no longer continue the prefix
-    const used = chunks.length < local ? [] : fetched
-    chunks.push(...used.map(f => f.chunk))
-    if (chunks.length === 0) return { entries: 0, local: 0, fetched: [] }
-    const lastKey = chain.keys[chunks.length - 1] as string
+    const used = chunks != null && chunks.length < local ? [] : fetched
+    chunks?.push(...used.map(f => f.chunk))
+    const entries = chunks?.length ?? local + used.length
+    if (entries === 0) return { entries: 0, local: 0, fetched: [] }
+    const lastKey = chain.keys[entries - 1] as string
     try {
       // assembled during the fetch when everything planned arrived, else now from what did
-      const streamed = assembly?.complete === true && assembly.counts.length === chunks.length
-      const state = streamed ? assembly.bytes : assembleState(chunks, engine.layout, n => this.scratch.alloc(n))
+      const streamed = assembly?.complete === true && assembly.counts.length === entries
+      const state = streamed ? assembly.bytes : assembleState(chunks ?? [], engine.layout, n => this.scratch.alloc(n))
       if (timings != null) timings.assembledAsArrived = streamed
       parseState(state) // full validation before llama.cpp sees it: a bad file can abort the process
       step('assembleMs')
@@ -452,9 +467,9 @@ export class Pipeline {
       } finally {
         if (!engine.states.kept(file)) await rm(file, { force: true })
       }
-      return { entries: chunks.length, local: chunks.length - used.length, fetched: used }
+      return { entries, local: entries - used.length, fetched: used }
     } catch (err) {
-      this.log?.error('restoring %d cached chunks failed, computing instead: %s', chunks.length, (err as Error).message)
+      this.log?.error('restoring %d cached chunks failed, computing instead: %s', entries, (err as Error).message)
       await engine.states.drop(lastKey)
       await engine.reset()
       return { entries: 0, local: 0, fetched: [] }
@@ -579,6 +594,27 @@ export class Pipeline {
     if (tokens < this.blockTokens) return // a few tokens say little about the prefill rate
     const sample = ms / tokens
     this.msPerToken = this.msPerToken == null ? sample : this.msPerToken * 0.7 + sample * 0.3
+  }
+
+  /**
+   * The first `count` entries of the chain placed in `assembly`: from the kept state of that prefix when
+   * there is one (KEPT: one tmpfs file, validated when it was kept, instead of reading, hashing and
+   * parsing a chunk file per block, which is most of a repeated prompt's CPU time on a Pi-class quota),
+   * else the chunks read from the store.
+   */
+  private async localPrefix (chain: ReuseChain, tokens: number[], count: number, assembly?: StateAssembly): Promise<LocalPrefix> {
+    const key = chain.keys[count - 1]
+    const path = assembly != null && key != null ? this.engine.states.get(key) : undefined
+    if (assembly != null && key != null && path != null) {
+      try {
+        assembly.placePrefix(count, parseState(await readWhole(path, n => this.scratch.alloc(n))), tokens)
+        return KEPT
+      } catch (err) {
+        this.log?.error('a kept prefix state cannot be used, reading its chunks: %s', (err as Error).message)
+        await this.engine.states.drop(key)
+      }
+    }
+    return await this.localChunks(chain, tokens, count, assembly)
   }
 
   /** The first `count` entries of the chain from the store, verified; stops at the first one missing or bad. */

@@ -1,8 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, open, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { defaultLogger } from '@libp2p/logger'
 import { expect } from 'chai'
+import { blockKeys } from '../../src/cache/keys.js'
 import { openLocalNode } from '../../src/node/local.js'
 import { LONG_PROMPT, testModel } from '../fixtures/models.js'
 import type { LocalNode } from '../../src/node/local.js'
@@ -72,6 +73,35 @@ describe('restoring a prefix while it is fetched', function () {
       expect(hit.timings.assembledAsArrived).to.equal(delivery !== 'fewer than claimed')
       if (delivery === 'fewer than claimed') expect(hit.cache.reusedTokens).to.be.lessThan(hit.promptTokens - 2)
       else expect(hit.cache.reusedTokens).to.equal(hit.promptTokens - 2)
+    })
+  }
+
+  const keptCases: Array<['intact' | 'holding another token', Delivery]> = [['intact', 'as they come, last first'], ['holding another token', 'as they come, last first'], ['intact', 'fewer than claimed']]
+  for (const [kept, delivery] of keptCases) {
+    it(`answers like a cold run when the local part's kept state is ${kept} and fetched chunks come ${delivery}`, async () => {
+      const cold = await node.pipeline.run(asked, { maxTokens: 12, noCache: true })
+      node.pipeline.remote = peerServing(peer, 'as they come, last first')
+      // the shared part fetched for another question: restored, so its state is kept (and its chunks stored)
+      const other = await node.pipeline.run(`${shared} Which planet is closest to the sun? Answer:`, { maxTokens: 1 })
+      expect(other.cache.source).to.equal('remote')
+      const keys = blockKeys(node.engine.fingerprint, node.engine.tokenize(asked), node.pipeline.blockTokens)
+      const prefixKey = keys[other.cache.reusedTokens / node.pipeline.blockTokens - 1] as string
+      const file = node.engine.states.get(prefixKey)
+      expect(file, 'the shared part\'s state is kept').to.be.a('string')
+      if (kept === 'holding another token') {
+        // a state that still parses: only the token check can tell it is not this prefix
+        const fh = await open(file as string, 'r+')
+        await fh.write(Buffer.from([1, 0, 0, 0]), 0, 4, 12 + 3 * 4)
+        await fh.close()
+      }
+      node.pipeline.remote = peerServing(peer, delivery)
+      const hit = await node.pipeline.run(asked, { maxTokens: 12 })
+      expect(hit.cache.source).to.equal('mixed')
+      expect(hit.cache.localTokens).to.equal(other.cache.reusedTokens)
+      // a short fetch leaves the assembly incomplete: the local chunks are read and assembled after all
+      expect(hit.timings.localFromKeptState).to.equal(kept === 'intact' && delivery !== 'fewer than claimed')
+      expect(hit.tokens, 'greedy answer, token for token').to.deep.equal(cold.tokens)
+      if (kept !== 'intact') expect(node.engine.states.has(prefixKey), 'a bad kept state is dropped').to.equal(false)
     })
   }
 })

@@ -137,6 +137,43 @@ describe('state codec', () => {
       })
     }
 
+    for (const vTrans of [true, false]) {
+      it(`takes a prefix from a kept state and the rest from chunks, to the same bytes (v_trans ${String(vTrans)})`, () => {
+        const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40), vTrans)))
+        const chunks = [...range(0, 4).map(i => parseChunk(cutBlock(whole, i, B) as Buffer)), parseChunk(cutCells(whole, 4 * B, 5) as Buffer)]
+        const expected = assembleState(chunks)
+        const layout = (chunks[0] as ParsedChunk).layout
+        for (const k of [1, 3]) {
+          // the kept state of the first k blocks, as a node assembled it for an earlier prompt
+          const kept = parseState(assembleState(chunks.slice(0, k)))
+          const assembly = new StateAssembly(layout, chunks.map(c => c.blockTokens), n => Buffer.alloc(n, 0x5a))
+          assembly.placePrefix(k, kept, tokens)
+          for (let i = k; i < chunks.length; i++) {
+            expect(assembly.complete).to.equal(false)
+            assembly.place(i, chunks[i] as ParsedChunk)
+          }
+          expect(assembly.complete).to.equal(true)
+          expect(assembly.state().equals(expected), `prefix of ${k}`).to.equal(true)
+        }
+      })
+    }
+
+    it('refuses a kept state that is not exactly the planned prefix of these tokens', () => {
+      const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40))))
+      const chunks = range(0, 4).map(i => parseChunk(cutBlock(whole, i, B) as Buffer))
+      const layout = (chunks[0] as ParsedChunk).layout
+      const assembly = (): StateAssembly => new StateAssembly(layout, [B, B, B, B])
+      const kept = parseState(assembleState(chunks.slice(0, 2)))
+      expect(() => { assembly().placePrefix(3, kept, tokens) }).to.throw(ChunkMismatchError, /holds 16 positions, want 24/)
+      expect(() => { assembly().placePrefix(2, kept, [...tokens.slice(0, 9), 7, ...tokens.slice(10)]) }).to.throw(ChunkMismatchError, /another token at position 9/)
+      expect(() => { assembly().placePrefix(5, kept, tokens) }).to.throw(ChunkMismatchError, /does not fit/)
+      const otherLayout = parseState(assembleState(range(0, 2).map(i => parseChunk(cutBlock(parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40), false))), i, B) as Buffer))))
+      expect(() => { assembly().placePrefix(2, otherLayout, tokens) }).to.throw(ChunkMismatchError, /another layout/)
+      // a state llama.cpp saved itself: SWA cells reused out of position order
+      const saved = parseState(buildState(tokens.slice(0, 16), gemmaLike(range(0, 16), [...range(8, 16), ...range(0, 8)])))
+      expect(() => { assembly().placePrefix(2, saved, tokens) }).to.throw(ChunkMismatchError, /cell 0 has position 8/)
+    })
+
     it('refuses a chunk that does not fit its entry, and a state with an entry missing', () => {
       const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40))))
       const chunks = range(0, 3).map(i => parseChunk(cutBlock(whole, i, B) as Buffer))
