@@ -2,7 +2,7 @@
  * Scratch memory for one query at a time: a bump allocator over one buffer that is kept between queries.
  * Restoring a prefix reads its chunks and assembles its state (megabytes each time); fresh buffers for
  * them set off a full garbage collection per query, which costs more than the copying on a Pi-class CPU.
- * The buffer grows to what the largest query needed, up to `maxBytes`; beyond, allocations are fresh.
+ * The first query that needs scratch makes it `maxBytes` at once; what does not fit is allocated fresh.
  */
 export class Arena {
   private buffer = Buffer.alloc(0)
@@ -13,7 +13,9 @@ export class Arena {
 
   /** Starts over: everything handed out before may be overwritten from now on. */
   reset (): void {
-    if (this.needed > this.buffer.length && this.needed <= this.maxBytes) this.buffer = Buffer.allocUnsafe(this.needed)
+    // straight to the cap: growing step by step leaves each old buffer as garbage (a full GC each time),
+    // and pages of an uninitialized buffer only take RAM once a query writes them
+    if (this.needed > this.buffer.length && this.buffer.length < this.maxBytes) this.buffer = Buffer.allocUnsafe(this.maxBytes)
     this.used = 0
     this.needed = 0
   }

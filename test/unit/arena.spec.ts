@@ -9,26 +9,32 @@ describe('arena (restore scratch)', () => {
     const b = arena.alloc(30_000)
     expect(a.buffer === b.buffer).to.equal(false)
     arena.reset()
-    expect(arena.size).to.equal(40_000)
-    // second query: both come from the kept buffer, without overlapping
+    // straight to its limit: growing query by query would leave a garbage buffer behind each time
+    expect(arena.size).to.equal(1 << 20)
+    // second query: all of it comes from the kept buffer, without overlapping
     const c = arena.alloc(10_000)
     const d = arena.alloc(30_000)
-    expect(c.buffer === d.buffer).to.equal(true)
-    c.fill(1); d.fill(2)
-    expect(c.every(x => x === 1) && d.every(x => x === 2)).to.equal(true)
-    // more than kept: the excess is fresh, and the arena grows for next time
     const e = arena.alloc(5_000)
-    expect(e.buffer === c.buffer).to.equal(false)
+    expect(c.buffer === d.buffer && d.buffer === e.buffer).to.equal(true)
+    c.fill(1); d.fill(2); e.fill(3)
+    expect(c.every(x => x === 1) && d.every(x => x === 2) && e.every(x => x === 3)).to.equal(true)
+    // beyond the limit: fresh memory, and the arena stays at its limit
+    const f = arena.alloc(1 << 20)
+    expect(f.buffer === c.buffer).to.equal(false)
     arena.reset()
-    expect(arena.size).to.equal(45_000)
+    expect(arena.size).to.equal(1 << 20)
   })
 
   it('does not keep more than its limit', () => {
-    const arena = new Arena(1000)
-    arena.alloc(800)
-    arena.alloc(800)
+    // sizes above Node's pooled allocations (4 KB), so that buffer identity tells where memory came from
+    const arena = new Arena(10_000)
+    arena.alloc(8_000)
+    arena.alloc(8_000)
     arena.reset()
-    expect(arena.size).to.equal(0)
-    expect(arena.alloc(1600).length).to.equal(1600)
+    expect(arena.size).to.equal(10_000)
+    const a = arena.alloc(8_000)
+    const b = arena.alloc(8_000)
+    expect(a.buffer === b.buffer, 'the second does not fit: fresh').to.equal(false)
+    expect(b.length).to.equal(8_000)
   })
 })

@@ -139,15 +139,17 @@ describe('state codec', () => {
 
     for (const vTrans of [true, false]) {
       it(`takes a prefix from a kept state and the rest from chunks, to the same bytes (v_trans ${String(vTrans)})`, () => {
-        const whole = parseState(buildState(tokens, gemmaLike(range(0, 40), range(0, 40), vTrans)))
-        const chunks = [...range(0, 4).map(i => parseChunk(cutBlock(whole, i, B) as Buffer)), parseChunk(cutCells(whole, 4 * B, 5) as Buffer)]
+        // 100 tokens: transposed V rows of a long prefix are copied another way than a block's (copyRuns)
+        const many = range(100, 200)
+        const whole = parseState(buildState(many, gemmaLike(range(0, 100), range(0, 100), vTrans)))
+        const chunks = [...range(0, 12).map(i => parseChunk(cutBlock(whole, i, B) as Buffer)), parseChunk(cutCells(whole, 12 * B, 3) as Buffer)]
         const expected = assembleState(chunks)
         const layout = (chunks[0] as ParsedChunk).layout
-        for (const k of [1, 3]) {
+        for (const k of [1, 3, 11]) {
           // the kept state of the first k blocks, as a node assembled it for an earlier prompt
           const kept = parseState(assembleState(chunks.slice(0, k)))
           const assembly = new StateAssembly(layout, chunks.map(c => c.blockTokens), n => Buffer.alloc(n, 0x5a))
-          assembly.placePrefix(k, kept, tokens)
+          assembly.placePrefix(k, kept, many)
           for (let i = k; i < chunks.length; i++) {
             expect(assembly.complete).to.equal(false)
             assembly.place(i, chunks[i] as ParsedChunk)
