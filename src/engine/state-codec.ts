@@ -510,19 +510,21 @@ export class StateAssembly {
   }
 
   /**
-   * Writes entries 0..entries-1 from an assembled state of exactly those positions (a kept prefix
-   * state: one file instead of a chunk per block). `tokens` are the prompt's; the state must hold them.
-   * Throws ChunkMismatchError when the state is not that prefix in this layout.
+   * Writes entries 0..entries-1 from a kept state that holds those positions first (one file instead of
+   * a chunk per block): a state assembled for that prefix or for a longer prompt that starts with it.
+   * `tokens` are the prompt's; the state must hold them. Throws ChunkMismatchError when the
+   * state does not begin with that prefix, cell for cell, in this layout.
    */
   placePrefix (entries: number, state: ParsedState, tokens: ArrayLike<number>): void {
     if (entries < 1 || entries > this.counts.length) throw new ChunkMismatchError(`a prefix of ${entries} entries does not fit ${this.counts.length}`)
     const M = entries < this.counts.length ? this.firsts[entries] as number : this.nTokens
-    if (state.tokens.length !== M) throw new ChunkMismatchError(`the state holds ${state.tokens.length} positions, want ${M}`)
+    if (state.tokens.length < M) throw new ChunkMismatchError(`the state holds ${state.tokens.length} positions, want ${M}`)
     for (let t = 0; t < M; t++) if (state.tokens[t] !== tokens[t]) throw new ChunkMismatchError(`the state holds another token at position ${t}`)
     if (JSON.stringify(layoutOf(state)) !== this.layoutKey) throw new ChunkMismatchError('the state has another layout')
     state.caches.forEach(c => {
-      // as assembled: cells in position order, one sequence id each (what the metadata copy below assumes)
-      if (c.cellCount !== M || c.metaEnd - (c.metaOffsets[0] as number) !== M * CELL_META_BYTES) throw new ChunkMismatchError('the state\'s cells are not one per position')
+      // its first M cells must be positions 0..M-1 in order, one sequence id each (what the copies below assume)
+      const metaEnd = M < c.cellCount ? c.metaOffsets[M] as number : c.metaEnd
+      if (c.cellCount < M || metaEnd - (c.metaOffsets[0] as number) !== M * CELL_META_BYTES) throw new ChunkMismatchError('the state\'s first cells are not one per position')
       for (let i = 0; i < M; i++) if (c.positions[i] !== i) throw new ChunkMismatchError(`the state's cell ${i} has position ${c.positions[i] as number}`)
     })
     const src = state.bytes
@@ -531,14 +533,19 @@ export class StateAssembly {
     src.copy(out, 12, 12, 12 + M * 4)
     state.caches.forEach((c, ci) => {
       const at = this.offsets[ci] as CacheOffsets
-      src.copy(out, at.meta, c.metaOffsets[0] as number, c.metaEnd)
+      src.copy(out, at.meta, c.metaOffsets[0] as number, (c.metaOffsets[0] as number) + M * CELL_META_BYTES)
       c.layers.forEach((l, li) => {
         src.copy(out, at.k[li] as number, l.kOffset, l.kOffset + M * l.kRowBytes)
-        const vBytes = M * l.vUnitBytes * (c.vTrans ? l.nEmbdV : 1)
-        const v = src.subarray(l.vOffset, l.vOffset + vBytes)
-        if (!c.vTrans) v.copy(out, at.v[li] as number)
-        // transposed V: row j of the prefix (M elements) goes to the start of row j here (N elements)
-        else copyRuns(v, M * l.vUnitBytes, out, at.v[li] as number, N * l.vUnitBytes, l.nEmbdV, l.vUnitBytes)
+        if (!c.vTrans) {
+          src.copy(out, at.v[li] as number, l.vOffset, l.vOffset + M * l.vUnitBytes)
+          return
+        }
+        // transposed V: the first M elements of each of the state's rows (C elements) start a row here (N elements)
+        const run = M * l.vUnitBytes
+        for (let j = 0; j < l.nEmbdV; j++) {
+          const from = l.vOffset + j * c.cellCount * l.vUnitBytes
+          src.copy(out, (at.v[li] as number) + j * N * l.vUnitBytes, from, from + run)
+        }
       })
     })
     for (let i = 0; i < entries; i++) {
@@ -554,21 +561,13 @@ export class StateAssembly {
 }
 
 const CELL_META_BYTES = 12
-/** rows at least this long are copied with Buffer.copy (see copyRuns) */
-const NATIVE_COPY_MIN_RUN = 128
 
 /**
  * Copies `rows` runs of `run` bytes, back to back in `src`, to `dst` at `at`, `at + stride`, ...
- * Runs of a few dozen bytes (a chunk's rows): element-wise through typed views when aligned
- * (Buffer#copy costs ~80 ns a call, thousands of calls per chunk), else Buffer#copy. Longer runs (a kept
- * prefix's rows, ~1.7 KB for 832 tokens): Buffer#copy, 10× faster than the element loop there; the two
- * break even near 64 bytes.
+ * Runs of a few dozen bytes: element-wise through typed views when aligned (Buffer#copy costs a call
+ * and a view per run, thousands per chunk), else Buffer#copy.
  */
 function copyRuns (src: Buffer, run: number, dst: Buffer, at: number, stride: number, rows: number, unit: number): void {
-  if (run >= NATIVE_COPY_MIN_RUN) {
-    for (let j = 0; j < rows; j++) src.copy(dst, at + j * stride, j * run, (j + 1) * run)
-    return
-  }
   if ((unit === 2 || unit === 4) && (src.byteOffset % unit) === 0 && ((dst.byteOffset + at) % unit) === 0 && run % unit === 0 && stride % unit === 0) {
     const Typed = unit === 2 ? Uint16Array : Uint32Array
     const s = new Typed(src.buffer as ArrayBuffer, src.byteOffset, (rows * run) / unit)

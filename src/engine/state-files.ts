@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeWhole } from '../file-io.js'
 
-interface Entry { path: string, bytes: number }
+interface Entry { path: string, bytes: number, covers: string[] }
 
 /**
  * Assembled prefix states kept as files on tmpfs, LRU within a byte budget. A prefix that was assembled
@@ -12,6 +12,8 @@ interface Entry { path: string, bytes: number }
  */
 export class StateFiles {
   private readonly entries = new Map<string, Entry>()
+  /** block key → the entry (newest) whose state begins with the prefix that block ends */
+  private readonly covering = new Map<string, string>()
   private total = 0
 
   constructor (private readonly dir: string, readonly maxBytes: number) {}
@@ -24,19 +26,38 @@ export class StateFiles {
     return e.path
   }
 
-  /** Writes a state file and returns its path; it stays until evicted. */
-  async put (key: string, bytes: Buffer): Promise<string> {
+  /**
+   * Writes a state file and returns its path; it stays until evicted. `covers`: the block keys of the
+   * prefixes it begins with (see `beginning`).
+   */
+  async put (key: string, bytes: Buffer, covers: string[] = []): Promise<string> {
     const path = join(this.dir, `prefix-${randomBytes(6).toString('hex')}.ggsq`)
     await writeWhole(path, bytes)
     if (bytes.length > this.maxBytes) return path // too big to keep: caller loads it once, drop() removes it
+    await this.keep(key, path, bytes.length, covers)
+    return path
+  }
+
+  /**
+   * A kept state that begins with the prefix ending in chunk `blockKey` and may hold more positions:
+   * for taking that prefix out of it (StateAssembly.placePrefix), never for loading as it is. (States
+   * llama.cpp saves cannot serve: their SWA layers keep only the window's last cells.)
+   */
+  beginning (blockKey: string): { key: string, path: string } | undefined {
+    const key = this.covering.get(blockKey)
+    const path = key != null ? this.get(key) : undefined
+    return key != null && path != null ? { key, path } : undefined
+  }
+
+  private async keep (key: string, path: string, bytes: number, covers: string[]): Promise<void> {
     await this.drop(key)
-    this.entries.set(key, { path, bytes: bytes.length })
-    this.total += bytes.length
+    this.entries.set(key, { path, bytes, covers })
+    for (const c of covers) this.covering.set(c, key)
+    this.total += bytes
     while (this.total > this.maxBytes) {
       const oldest = this.entries.keys().next().value as string
       await this.drop(oldest)
     }
-    return path
   }
 
   has (key: string): boolean { return this.entries.has(key) }
@@ -50,6 +71,14 @@ export class StateFiles {
     const e = this.entries.get(key)
     if (e == null) return
     this.entries.delete(key)
+    for (const c of e.covers) {
+      if (this.covering.get(c) !== key) continue
+      // another kept state may begin with that prefix too (the most recently used wins)
+      let other: string | undefined
+      for (const [k, x] of this.entries) if (x.covers.includes(c)) other = k
+      if (other != null) this.covering.set(c, other)
+      else this.covering.delete(c)
+    }
     this.total -= e.bytes
     await rm(e.path, { force: true })
   }

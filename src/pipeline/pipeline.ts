@@ -335,6 +335,9 @@ export class Pipeline {
         this.log?.error('storing chunk %s failed: %s', key, (err as Error).message)
       }
     }
+    // 5. a prompt computed from nothing leaves its state kept too, as a restored one does: a later prompt
+    // sharing a prefix with it takes the prefix from one file (see localPrefix). After the last token.
+    if (restored.entries === 0 && cutter.cut.size > 0) await this.keepComputed(chain, cutter.cut)
     return { ...out, promptTokens: tokens.length, cache: report, timings }
   }
 
@@ -459,7 +462,7 @@ export class Pipeline {
       if (timings != null) timings.assembledAsArrived = streamed
       parseState(state) // full validation before llama.cpp sees it: a bad file can abort the process
       step('assembleMs')
-      const file = await engine.states.put(lastKey, state)
+      const file = await engine.states.put(lastKey, state, chain.keys.slice(0, entries))
       step('writeMs')
       try {
         await engine.loadStateFile(file)
@@ -597,24 +600,41 @@ export class Pipeline {
   }
 
   /**
-   * The first `count` entries of the chain placed in `assembly`: from the kept state of that prefix when
-   * there is one (KEPT: one tmpfs file, validated when it was kept, instead of reading, hashing and
-   * parsing a chunk file per block, which is most of a repeated prompt's CPU time on a Pi-class quota),
-   * else the chunks read from the store.
+   * The first `count` entries of the chain placed in `assembly`: from a kept state that begins with that
+   * prefix when there is one (KEPT: one tmpfs file, assembled for an earlier prompt, instead of
+   * reading, hashing and parsing a chunk file per block, which is most of a repeated prompt's CPU time on
+   * a Pi-class quota), else the chunks read from the store.
    */
   private async localPrefix (chain: ReuseChain, tokens: number[], count: number, assembly?: StateAssembly): Promise<LocalPrefix> {
     const key = chain.keys[count - 1]
-    const path = assembly != null && key != null ? this.engine.states.get(key) : undefined
-    if (assembly != null && key != null && path != null) {
+    const kept = assembly != null && key != null ? this.engine.states.beginning(key) : undefined
+    if (assembly != null && kept != null) {
       try {
-        assembly.placePrefix(count, parseState(await readWhole(path, n => this.scratch.alloc(n))), tokens)
+        assembly.placePrefix(count, parseState(await readWhole(kept.path, n => this.scratch.alloc(n))), tokens)
         return KEPT
       } catch (err) {
         this.log?.error('a kept prefix state cannot be used, reading its chunks: %s', (err as Error).message)
-        await this.engine.states.drop(key)
+        await this.engine.states.drop(kept.key)
       }
     }
     return await this.localChunks(chain, tokens, count, assembly)
+  }
+
+  /** Assembles and keeps the state of every entry of the chain from the chunks just cut (all of them, or nothing is kept). */
+  private async keepComputed (chain: ReuseChain, cut: Map<string, Buffer>): Promise<void> {
+    const last = chain.keys[chain.length - 1]
+    if (last == null || this.engine.states.has(last)) return
+    try {
+      const chunks: ParsedChunk[] = []
+      for (const key of chain.keys) {
+        const bytes = cut.get(key)
+        if (bytes == null) return
+        chunks.push(parseChunk(bytes))
+      }
+      await this.engine.states.put(last, assembleState(chunks, this.engine.layout, n => this.scratch.alloc(n)), chain.keys)
+    } catch (err) {
+      this.log?.error('keeping the state of a computed prompt failed: %s', (err as Error).message)
+    }
   }
 
   /** The first `count` entries of the chain from the store, verified; stops at the first one missing or bad. */

