@@ -506,6 +506,10 @@ export class StateAssembly {
         copyRuns(v, count * l.vUnitBytes, out, (at.v[li] as number) + first * l.vUnitBytes, N * l.vUnitBytes, l.nEmbdV, l.vUnitBytes)
       })
     })
+    this.markPlaced(i)
+  }
+
+  private markPlaced (i: number): void {
     if (!(this.placed[i] as boolean)) { this.placed[i] = true; this.missing-- }
   }
 
@@ -548,9 +552,7 @@ export class StateAssembly {
         }
       })
     })
-    for (let i = 0; i < entries; i++) {
-      if (!(this.placed[i] as boolean)) { this.placed[i] = true; this.missing-- }
-    }
+    for (let i = 0; i < entries; i++) this.markPlaced(i)
   }
 
   /** The assembled state; throws when an entry is missing. */

@@ -296,11 +296,7 @@ export class Pipeline {
     const fetchStart = performance.now()
     const fetching = plan != null ? this.fetchChunks(plan, chain, tokens, local, report, options.signal, assembly, timings) : Promise.resolve([])
     const localChunks = plan != null
-      ? this.localPrefix(chain, tokens, local, assembly).then(c => {
-        timings.localReadMs = performance.now() - fetchStart
-        timings.localFromKeptState = c === KEPT
-        return c
-      }, () => [])
+      ? this.localPrefix(chain, tokens, local, assembly).then(c => { timings.localReadMs = performance.now() - fetchStart; return c }, () => [])
       : undefined
     const fetched = await fetching
     timings.fetchMs = lap()
@@ -430,6 +426,9 @@ export class Pipeline {
     }
     // settled before anything returns: the next query's reads go to the same scratch
     const read = await localChunks
+    // the kept prefix state went into the assembly; when the fetch left it incomplete, the chunks are read after all
+    const keptDone = read === KEPT && fetched.length > 0 && assembly?.complete === true && assembly.counts.length === local + fetched.length
+    if (timings != null && read != null) timings.localFromKeptState = keptDone
     await engine.reset()
     const hotKey = fetched.length === 0 && local > 0 ? chain.keys[local - 1] as string : undefined
     const hot = hotKey != null ? engine.states.get(hotKey) : undefined
@@ -444,9 +443,6 @@ export class Pipeline {
       }
     }
     if (local + fetched.length === 0) return { entries: 0, local: 0, fetched: [] }
-    // the kept prefix state went into the assembly; when the fetch left it incomplete, the chunks are read after all
-    const keptDone = read === KEPT && assembly?.complete === true && assembly.counts.length === local + fetched.length
-    if (timings != null && read === KEPT) timings.localFromKeptState = keptDone
     const chunks = keptDone ? undefined : read != null && read !== KEPT ? read : await this.localChunks(chain, tokens, local)
     step('readMs')
     // a local chunk gone bad: the fetched ones no longer continue the prefix
